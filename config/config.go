@@ -1,5 +1,3 @@
-// Package config owns castmesh's one typed Config: read from TOML or INI,
-// defaulted, validated, with errors that name the file, line and key.
 package config
 
 import "time"
