@@ -82,6 +82,26 @@ func fileKeys(t reflect.Type) ([]string, map[string]int) {
 	return names, index
 }
 
+// tableOf returns the name of the table of t that has the key k, or "".
+func tableOf(t reflect.Type, k string) string {
+	names, index := fileKeys(t)
+	for _, n := range names {
+		ft := t.Field(index[n]).Type
+		if ft.Kind() != reflect.Struct {
+			continue
+		}
+		if _, sub := fileKeys(ft); hasKey(sub, k) {
+			return n
+		}
+	}
+	return ""
+}
+
+func hasKey(m map[string]int, k string) bool {
+	_, ok := m[k]
+	return ok
+}
+
 // orderedKeys returns the keys of tbl in file order (then by name), so that
 // the first error reported is the first one in the file.
 func (d *decoder) orderedKeys(path []string, tbl map[string]any) []string {
@@ -116,6 +136,12 @@ func (d *decoder) decodeStruct(path []string, v any, rv reflect.Value) *Error {
 				if d.ini {
 					what = "section"
 				}
+			}
+			if len(path) == 0 && what == "key" {
+				if t := tableOf(rv.Type(), k); t != "" {
+					return d.errf(p, "unknown key at the top level: put it under [%s]", t)
+				}
+				return d.errf(p, "unknown key at the top level: every key belongs under a table such as [node]")
 			}
 			if s := suggest(k, names); s != "" {
 				return d.errf(p, "unknown %s (did you mean %s?)", what, s)
@@ -297,6 +323,10 @@ func (d *decoder) decodeTableList(path []string, v any, rv reflect.Value) *Error
 		}
 		nums := make([]int, 0, len(v))
 		for _, k := range d.orderedKeys(path, v) {
+			if _, isTable := v[k].(map[string]any); !isTable {
+				return d.errf(append(path[:len(path):len(path)], k),
+					"an entry's keys go in a numbered section such as [%s]", keyString(append(path[:len(path):len(path)], "1")...))
+			}
 			n, err := strconv.Atoi(k)
 			if err != nil || n < 1 || strconv.Itoa(n) != k {
 				return d.errf(append(path[:len(path):len(path)], k),

@@ -15,7 +15,19 @@ func readTOML(file string, src []byte) (map[string]any, positions, *Error) {
 	if _, err := toml.Decode(string(src), &tree); err != nil {
 		var pe toml.ParseError
 		if errors.As(err, &pe) {
-			return nil, nil, &Error{File: file, Line: pe.Position.Line, Msg: "invalid TOML: " + pe.Message, Err: err}
+			line := pe.Position.Line
+			if st := pe.Position.Start; st >= 0 && st <= len(src) {
+				// The parser counts an error at a line's '\n' as on the
+				// next line.
+				line = 1 + strings.Count(string(src[:st]), "\n")
+			}
+			e := &Error{File: file, Line: line, Msg: "invalid TOML: " + pe.Message, Err: err}
+			// The parser names the last key it read; name it too when it is
+			// on the line of the error, so it is the key at fault.
+			if pe.LastKey != "" && tomlPositions(string(src))[pe.LastKey] == pe.Position.Line {
+				e.Key = pe.LastKey
+			}
+			return nil, nil, e
 		}
 		return nil, nil, &Error{File: file, Msg: "invalid TOML: " + err.Error(), Err: err}
 	}

@@ -28,7 +28,7 @@ func (c *Config) validate(pos positions) error {
 	if bindErr != nil {
 		v.add("node.bind_addr", "expected an IP address such as 127.0.0.1 or 0.0.0.0, got %q", n.BindAddr)
 	}
-	if n.AdvertiseAddr != "" {
+	if n.AdvertiseAddr != "" && n.AdvertiseAddr != n.BindAddr {
 		if _, err := netip.ParseAddr(n.AdvertiseAddr); err != nil {
 			v.add("node.advertise_addr", "expected an IP address that peers can reach, got %q", n.AdvertiseAddr)
 		}
@@ -225,7 +225,12 @@ func (v *validator) ports(c *Config) {
 			continue
 		}
 		if other, dup := seen[l.port]; dup {
-			v.add(l.key, "port %d is already %s", l.port, other)
+			// Blame the key written later in the file (or written at all).
+			if v.pos[l.key] >= v.pos[other] {
+				v.add(l.key, "port %d is already %s", l.port, other)
+			} else {
+				v.add(other, "port %d is already %s", l.port, l.key)
+			}
 			continue
 		}
 		seen[l.port] = l.key
