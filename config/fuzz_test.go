@@ -37,8 +37,9 @@ func FuzzLoadTOML(f *testing.F) {
 	for _, s := range fuzzSeeds(f, ".toml") {
 		f.Add(s)
 	}
+	path := filepath.Join(f.TempDir(), "node.toml") // one per worker process; runs are sequential
 	f.Fuzz(func(t *testing.T, data []byte) {
-		fuzzLoad(t, "node.toml", data)
+		fuzzLoad(t, path, data)
 		tomlPositions(string(data)) // must not panic on any input either
 	})
 }
@@ -47,17 +48,16 @@ func FuzzLoadINI(f *testing.F) {
 	for _, s := range fuzzSeeds(f, ".ini") {
 		f.Add(s)
 	}
+	path := filepath.Join(f.TempDir(), "node.ini")
 	f.Fuzz(func(t *testing.T, data []byte) {
 		checkINIScan(t, data)
-		fuzzLoad(t, "node.ini", data)
+		fuzzLoad(t, path, data)
 	})
 }
 
-// fuzzLoad loads data from a file called name: Load must not panic, must
-// fail with *Error naming a line of the file, or give a config that
-// validates.
-func fuzzLoad(t *testing.T, name string, data []byte) {
-	path := filepath.Join(t.TempDir(), name)
+// fuzzLoad writes data to path and loads it: Load must not panic, must fail
+// with *Error naming a line of the file, or give a config that validates.
+func fuzzLoad(t *testing.T, path string, data []byte) {
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -287,6 +287,41 @@ func TestLoadTOMLEqualsINI(t *testing.T) {
 	}
 }
 
+// Windows line ends and a UTF-8 byte order mark change nothing, and lines
+// are still counted right.
+func TestLoadCRLFAndBOM(t *testing.T) {
+	noEnv(t)
+	want, err := Load("../testdata/configs/node.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want.Source = ""
+	for _, name := range []string{"node.toml", "node.ini"} {
+		src, err := os.ReadFile("../testdata/configs/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		crlf := "\xef\xbb\xbf" + strings.ReplaceAll(string(src), "\n", "\r\n")
+		got, err := Load(writeConfig(t, name, crlf))
+		if err != nil {
+			t.Fatalf("%s with CRLF and BOM: %v", name, err)
+		}
+		got.Source = ""
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s with CRLF and BOM =\n%+v\nwant\n%+v", name, got, want)
+		}
+		bad := "\xef\xbb\xbf" + strings.ReplaceAll("[node]\nname = \"n\"\n[api]\news_prot = 1\n", "\n", "\r\n")
+		if filepath.Ext(name) == ".ini" {
+			bad = strings.ReplaceAll(bad, "\"", "")
+		}
+		_, err = Load(writeConfig(t, name, bad))
+		var ce *Error
+		if !errors.As(err, &ce) || ce.Line != 4 || ce.Key != "api.ews_prot" {
+			t.Errorf("%s with CRLF and BOM: error %v, want one at line 4 for api.ews_prot", name, err)
+		}
+	}
+}
+
 // The sample configs show every key at its default, plus one peer entry and
 // a throttled "www" vhost.
 func TestSampleConfigs(t *testing.T) {
