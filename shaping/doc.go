@@ -1,0 +1,56 @@
+// Package shaping owns castmesh's bandwidth policy and pacing, in the terms
+// of STON's bandwidth chapter (see DESIGN.md, "Edge delivery and shaping").
+// It knows nothing of HTTP serving: the edge asks it what a request gets
+// and when a session may write its next bytes.
+//
+// # Units and settings
+//
+// A vhost's throttling settings are a [Settings] ([SettingsFromVHost] takes
+// them from a config.VHost). Figures are converted to bytes per second:
+// kbps = 1,000 bit/s, mbps = 1,000,000 bit/s, bytes = 1 B/s, kb = 1,024 B/s,
+// mb = 1,048,576 B/s ([UnitBytesPerSec], [ToBytesPerSec]); traffic caps are
+// Mbps ([MbpsToBytesPerSec]) and session caps Kbps ([KbpsToBytesPerSec]).
+//
+// # throttling.txt
+//
+// [ParseRules] (or [LoadRules]) reads a rule file into [Rules]: one rule a
+// line,
+//
+//	{condition}, {bandwidth}, {ratio}, {boost}
+//
+// where every field but the condition may be omitted (and then comes from
+// the settings), '#' starts a comment (outside [...]) and the first rule
+// whose condition holds decides ([Rules.Match]). The bandwidth is a number
+// in the vhost's unit (a unit suffix such as "500kbps" is an error: STON
+// takes the unit from <Bandwidth Unit>), "NNNx" (the media's own encoding
+// rate, NNN if it cannot be had), "x" (the media's rate, else the settings'
+// bandwidth) or "no" (a match is never throttled). The ratio is a percent
+// (> 0), the boost seconds (>= 0).
+//
+// A condition is one or more terms joined by '&' (all must hold), each
+// optionally negated by '!', in STON's acl.txt syntax:
+//
+//	$IP[192.168.1.1]            one address (IPv4 or IPv6)
+//	$IP[192.168.2.1-255]        a range; the end is a last octet (hex group
+//	$IP[10.0.0.5-10.0.1.7]      for IPv6) or a whole address
+//	$IP[10.0.0.0/24]            a network by prefix length
+//	$IP[10.0.0.0/255.255.255.0] a network by IPv4 netmask
+//	$HEADER[name]               the header is present
+//	$HEADER[name:]              the header is present with an empty value
+//	$HEADER[name: pat*tern]     a value matches ('*' = anything); header
+//	                            names and values ignore ASCII case
+//	$URL[/vod/*.mp4]            the URL path matches ('*' = anything,
+//	/vod/*.mp4                  '/' included; case-sensitive); the $URL
+//	                            prefix may be dropped
+//
+// The '$' may be left out (STON's own examples write HEADER[cookie]) and
+// the keywords ignore case. Inside [...], ',', '&' and '#' are literal; a
+// bare URL pattern ends at ',', '&' or '#'. GeoIP country codes
+// ($IP[KR]) are not supported and are a syntax error. A syntax error is a
+// *[SyntaxError] naming the file, line, column and what was expected:
+//
+//	throttling.txt:3:7: expected ']' to close $IP[
+//
+// [Rules.String] writes rules back in a canonical form that parses to the
+// same rules.
+package shaping
