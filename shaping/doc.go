@@ -53,4 +53,28 @@
 //
 // [Rules.String] writes rules back in a canonical form that parses to the
 // same rules.
+//
+// # Decisions
+//
+// [Decide] turns the settings, the rules, the request ([Request]: client
+// address, header, URL path), the query parameters and the media's encoding
+// rate into a [Policy]: throttled or not, the pacing rate
+// (bandwidth × ratio, bytes/s) and the boost (boost seconds × rate, bytes).
+//
+//   - Throttling off in the settings: nothing is throttled; rules and query
+//     parameters are not consulted (STON: <Throttling>OFF applies no BT).
+//   - Throttling on: the first matching rule is found. "no" means not
+//     throttled, whatever the query says. Each figure comes from the query
+//     parameter (when the query string is on), else the rule, else the
+//     settings. A request no rule matches gets the settings' figures: STON
+//     calls <Settings> "the default behaviour" and fills figures missing
+//     from a query "with the settings when no condition is found".
+//   - Query figures are in the vhost's unit, like rule bandwidths (STON:
+//     Unit="mbps", ?mybandwidth=1&myratio=130 is 1.3 Mbps). A value that is
+//     not a plain decimal (bandwidth and ratio > 0, boost >= 0) is ignored.
+//   - A rate that is not positive (bandwidth or ratio 0) is not throttled.
+//
+// [StripParams] removes the override parameters from a raw query before
+// the request finds its stream or goes upstream, keeping the rest as
+// written.
 package shaping

@@ -72,4 +72,3 @@ var fuzzRequests = []*Request{
 	mkreq("2001:db8::1", "/a.m4a", "User-Agent", "Mobile"),
 	mkreq("::ffff:10.0.0.1", ""),
 }
-
