@@ -52,7 +52,10 @@ type Options struct {
 	// peers' API proxies. Both default to clients with sane timeouts.
 	SourceClient *http.Client
 	PeerClient   *http.Client
-	Logger       *slog.Logger
+	// LiveClient reads live sources and relays: no overall timeout.
+	LiveClient *http.Client
+	Relay      RelayOptions
+	Logger     *slog.Logger
 }
 
 // Manager is the reconciler that makes this node carry every stream of the
@@ -68,6 +71,8 @@ type Manager struct {
 	mu     sync.Mutex
 	tasks  map[string]*task
 	states map[string]*streamState
+	lives  map[string]*liveStream
+	resume map[string]resumePoint
 	// committed is closed and replaced whenever a copy completes, so that
 	// WaitCopy can wait without polling.
 	committed chan struct{}
@@ -98,12 +103,20 @@ func NewManager(o Options) *Manager {
 	if o.PeerClient == nil {
 		o.PeerClient = &http.Client{Transport: newTransport()}
 	}
+	if o.LiveClient == nil {
+		o.LiveClient = &http.Client{Transport: newTransport()}
+	}
+	if o.Relay == (RelayOptions{}) {
+		o.Relay = DefaultRelayOptions
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Manager{
 		opts: o, log: o.Logger.With("component", "streams"),
 		wake:      make(chan struct{}, 1),
 		tasks:     map[string]*task{},
 		states:    map[string]*streamState{},
+		lives:     map[string]*liveStream{},
+		resume:    map[string]resumePoint{},
 		committed: make(chan struct{}),
 		ctx:       ctx, cancel: cancel,
 	}
@@ -184,6 +197,7 @@ func (m *Manager) reconcile() {
 		}
 	}
 	m.mu.Unlock()
+	m.dropLive(want)
 	for _, name := range gone {
 		m.stopTask(name)
 	}
@@ -203,6 +217,10 @@ func (m *Manager) reconcile() {
 
 func (m *Manager) reconcileStream(s Stream) {
 	st := m.state(s.Name, s.ConfigID)
+	if s.Kind == KindLive {
+		m.reconcileLive(s, st)
+		return
+	}
 	if c, ok := m.opts.Store.Copy(s.Name); ok {
 		if c.ConfigID == s.ConfigID {
 			st.mu.Lock()
@@ -234,7 +252,38 @@ func (m *Manager) reconcileStream(s Stream) {
 	if st.state() == StateExcluded || (st.state() == StateError && s.Origin == m.opts.Self && !s.KeepAlive) {
 		return // given up: only a new config brings it back
 	}
-	m.startTask(s, st)
+	m.startTask(s, st, m.runFileTask)
+}
+
+// reconcileLive keeps a task feeding this node's relay of s, except on the
+// origin of a pushed stream, which its source client feeds.
+func (m *Manager) reconcileLive(s Stream, st *streamState) {
+	m.live(s)
+	if why := m.excluded(s); why != "" {
+		m.stopTask(s.Name)
+		st.set(StateExcluded, why)
+		return
+	}
+	m.mu.Lock()
+	t := m.tasks[s.Name]
+	running := t != nil && t.configID == s.ConfigID && t.origin == s.Origin
+	m.mu.Unlock()
+	if running {
+		return
+	}
+	if t != nil {
+		m.stopTask(s.Name)
+	}
+	switch {
+	case s.Origin == m.opts.Self && s.Source == SourcePush:
+		if st.state() == StatePending || st.state() == StateReconnecting {
+			st.set(StateOffline, "waiting for the source client")
+		}
+	case st.state() == StateExcluded, st.state() == StateError && s.Origin == m.opts.Self:
+		// given up: only a new config brings it back
+	default:
+		m.startTask(s, st, m.runLiveTask)
+	}
 }
 
 // excluded says why this node does not carry s, or "" when it does.
@@ -251,7 +300,7 @@ func (m *Manager) excluded(s Stream) string {
 	return ""
 }
 
-func (m *Manager) startTask(s Stream, st *streamState) {
+func (m *Manager) startTask(s Stream, st *streamState, run func(context.Context, Stream, *streamState)) {
 	ctx, cancel := context.WithCancel(m.ctx)
 	t := &task{configID: s.ConfigID, origin: s.Origin, cancel: cancel, done: make(chan struct{})}
 	m.mu.Lock()
@@ -261,7 +310,7 @@ func (m *Manager) startTask(s Stream, st *streamState) {
 	go func() {
 		defer m.wg.Done()
 		defer close(t.done)
-		m.runFileTask(ctx, s, st)
+		run(ctx, s, st)
 	}()
 }
 
@@ -612,6 +661,14 @@ func (m *Manager) Statuses() []Status {
 		if c, ok := m.opts.Store.Copy(s.Name); ok && c.ConfigID == s.ConfigID {
 			st.SHA256 = c.SHA256
 		}
+		if s.Kind == KindLive {
+			ls := m.live(s)
+			_, dropped, _, _ := ls.relay.Stats()
+			st.BitrateBPS, st.ViewersLagged = ls.relay.Bitrate(), dropped
+			if s.Origin != m.opts.Self {
+				st.LagMS = ls.lagNS.Load() / 1e6
+			}
+		}
 		out = append(out, st)
 	}
 	return out
@@ -623,7 +680,7 @@ func (m *Manager) Ready() (bool, string) {
 	for _, s := range m.opts.FSM.List() {
 		st := m.state(s.Name, s.ConfigID).snapshot(s.Name)
 		switch st.Current.State {
-		case StateActive, StateExcluded:
+		case StateActive, StateExcluded, StateLive, StateOffline:
 		default:
 			return false, fmt.Sprintf("stream %s is %s %s", s.Name, st.Current.State, st.Current.Description)
 		}

@@ -132,6 +132,23 @@ func (r *Relay) Stats() (readers, dropped int64, bytes int, edge uint64) {
 	return r.readers.Load(), r.dropped.Load(), r.bytes, r.next - 1
 }
 
+// Bitrate is the rate of the buffered media in bit/s.
+func (r *Relay) Bitrate() float64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.buffered <= 0 {
+		return 0
+	}
+	return float64(r.bytes*8) / r.buffered.Seconds()
+}
+
+// EdgeTime is the stream time at the live edge.
+func (r *Relay) EdgeTime() time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.end
+}
+
 // RelayReader is one viewer's (or peer's) cursor into a Relay.
 type RelayReader struct {
 	r      *Relay

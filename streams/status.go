@@ -38,6 +38,11 @@ type Status struct {
 	Viewers  int64     `json:"viewers"`
 	Upstream string    `json:"upstream,omitempty"`
 	SHA256   string    `json:"sha256,omitempty"`
+
+	// Live streams only.
+	BitrateBPS    float64 `json:"bitrate_bps,omitempty"` // over the relay's buffer
+	LagMS         int64   `json:"lag_ms,omitempty"`      // behind the origin's live edge
+	ViewersLagged int64   `json:"viewers_dropped,omitempty"`
 }
 
 // streamState is the live, mutable form of Status.
