@@ -30,6 +30,7 @@ type trafSummary struct {
 	bytes       uint64 // sum of sample sizes
 	firstFlags  uint32 // sample_flags of the first sample
 	flagsKnown  bool
+	firstCTS    int64 // composition time offset of the first sample
 }
 
 // keyframe reports whether the traf's first sample is a sync sample
@@ -162,7 +163,7 @@ func parseTraf(traf []byte, defs []trackDefaults, s *trafSummary) error {
 }
 
 func parseTrun(p []byte, s *trafSummary, dDur, dSize, dFlags uint32, hasDur, hasSize, hasFlags bool) error {
-	_, flags, rest, ok := fullBox(p)
+	version, flags, rest, ok := fullBox(p)
 	if !ok || len(rest) < 4 {
 		return malformed("trun: too short")
 	}
@@ -208,6 +209,15 @@ func parseTrun(p []byte, s *trafSummary, dDur, dSize, dFlags uint32, hasDur, has
 			s.firstFlags, s.flagsKnown = binary.BigEndian.Uint32(rest[off:]), true
 		case hasFlags:
 			s.firstFlags, s.flagsKnown = dFlags, true
+		}
+		if flags&0x800 != 0 && n > 0 {
+			off := per - 4
+			v := binary.BigEndian.Uint32(rest[off:])
+			if version == 0 {
+				s.firstCTS = int64(v)
+			} else {
+				s.firstCTS = int64(int32(v))
+			}
 		}
 	}
 	var dur, size uint64

@@ -48,7 +48,9 @@ type Info struct {
 	Size int64 `json:"size"` // bytes probed (the file size)
 
 	// DurationS is the presentation length in seconds: mvhd duration for
-	// MP4/M4A, the longest track's sum of sample durations for fMP4, audio
+	// MP4/M4A; for fMP4, from the earliest track start (first tfdt plus the
+	// first sample's composition offset) to the latest track end (start plus
+	// the sum of its trun sample durations), as ffprobe measures it; audio
 	// frames × samples per frame ÷ sample rate for MP3.
 	DurationS float64 `json:"duration_s"`
 
@@ -138,8 +140,8 @@ type Fragment struct {
 	// Start and Duration are those of the primary track (the first video
 	// track, else the first track): its tfdt and the sum of its trun sample
 	// durations.
-	Start    time.Duration `json:"start"`
-	Duration time.Duration `json:"duration"`
+	Start    time.Duration `json:"start_ns"`
+	Duration time.Duration `json:"duration_ns"`
 	// Keyframe: the primary track's first sample is a sync sample.
 	Keyframe bool `json:"keyframe"`
 }

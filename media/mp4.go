@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"time"
 
 	mp4 "github.com/abema/go-mp4"
@@ -21,6 +22,8 @@ type mp4Track struct {
 	fragBytes   uint64
 	fragSamples uint64
 	nextStart   uint64 // running decode time when a traf has no tfdt
+	firstPTS    int64  // presentation time of the first fragment's first sample
+	sawFrag     bool
 }
 
 // readFull reads len(b) bytes at off, turning a short read into ErrTruncated.
@@ -184,6 +187,10 @@ func probeMP4(r io.ReaderAt, size int64) (*Info, error) {
 					start = tr.baseTime
 				}
 				t.nextStart = start + tr.duration
+				if !t.sawFrag {
+					t.sawFrag = true
+					t.firstPTS = int64(start) + tr.firstCTS
+				}
 				t.fragTicks += tr.duration
 				t.fragBytes += tr.bytes
 				t.fragSamples += tr.samples
@@ -216,6 +223,18 @@ func probeMP4(r io.ReaderAt, size int64) (*Info, error) {
 
 	video := false
 	var longest time.Duration
+	// fMP4 (no edit list applies): like ffprobe, from the earliest
+	// presentation start of a track to the latest end.
+	fragStart, fragEnd, fragKnown := math.Inf(1), math.Inf(-1), false
+	for _, t := range tracks {
+		if t.sawFrag {
+			ts := float64(t.defaults.timescale)
+			start := float64(t.firstPTS) / ts
+			fragStart = min(fragStart, start)
+			fragEnd = max(fragEnd, start+float64(t.sttsTicks+t.fragTicks)/ts)
+			fragKnown = true
+		}
+	}
 	for _, t := range tracks {
 		ts := t.defaults.timescale
 		total := t.sttsTicks + t.fragTicks
@@ -247,6 +266,9 @@ func probeMP4(r io.ReaderAt, size int64) (*Info, error) {
 		info.Kind = KindFMP4
 		info.Fragments = len(info.FragmentList)
 		info.DurationS = longest.Seconds()
+		if fragKnown && fragEnd > fragStart {
+			info.DurationS = fragEnd - fragStart
+		}
 		if info.DurationS == 0 && mvhdScale > 0 {
 			info.DurationS = float64(max(mehdTicks, mvhdTicks)) / float64(mvhdScale)
 		}

@@ -106,6 +106,9 @@ func compareWithFFprobe(t *testing.T, name string, info *Info, ff ffprobeFormat)
 }
 
 func ftoa(v float64) string {
+	if math.IsInf(v, 0) || math.IsNaN(v) {
+		return "inf"
+	}
 	if v >= 1000 {
 		return itoa(int(math.Round(v)))
 	}

@@ -24,6 +24,10 @@
 #                       the frames of mp3-bare, and another such tag appended, then an
 #                       APEv2 tag and an ID3v1 tag at the end
 #
+# Seed fixtures (seed-*, a few KB: 0.4 s, 32x32 video, 8 kHz audio) seed the
+# fuzz corpora in media/testdata/fuzz (go test ./media -run TestFuzzSeeds
+# -update-fuzz-seeds rewrites them); ffprobe.json leaves them out.
+#
 # Bad fixtures (bad-*): cut short with head, corrupted with dd, or hand-made;
 # media.Probe must reject each with an error and a reason.
 set -eu
@@ -49,6 +53,16 @@ ff $SINE -c:a libmp3lame -q:a 4 mp3-vbr-q4.mp3
 ff -f lavfi -i sine=frequency=440:sample_rate=22050:duration=$D -c:a libmp3lame -b:a 64k -ac 1 mp3-mono22k-64k.mp3
 ff $SINE -c:a libmp3lame -b:a 96k -id3v2_version 3 -write_id3v1 1 -metadata title=castmesh mp3-id3v1.mp3
 ff $SINE -c:a libmp3lame -q:a 4 -id3v2_version 0 -write_xing 0 mp3-bare.mp3
+
+TINYV="-f lavfi -i testsrc=size=32x32:rate=10:duration=0.4"
+TINYA="-f lavfi -i sine=frequency=440:sample_rate=8000:duration=0.4"
+TINYENC="-c:v libx264 -pix_fmt yuv420p -g 2 -b:v 20k -c:a aac -b:a 8k"
+ff $TINYV $TINYA $TINYENC -movflags +faststart seed-faststart.mp4
+ff $TINYV $TINYA $TINYENC seed-moovend.mp4
+ff $TINYV $TINYA $TINYENC $FRAG seed-fmp4.mp4
+ff $TINYA -c:a aac -b:a 8k $FRAG -frag_duration 200000 seed-frag.m4a
+ff $TINYA -c:a libmp3lame -b:a 8k seed-cbr.mp3
+ff $TINYA -c:a libmp3lame -q:a 9 seed-vbr.mp3
 
 python3 - <<'EOF'
 import struct
@@ -144,7 +158,7 @@ python3 - <<'EOF'
 import glob, json, subprocess
 out = {}
 for f in sorted(glob.glob("*.mp4") + glob.glob("*.m4a") + glob.glob("*.mp3")):
-    if f.startswith("bad-"):
+    if f.startswith("bad-") or f.startswith("seed-"):
         continue
     p = json.loads(subprocess.check_output(
         ["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json", f]))
