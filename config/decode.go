@@ -90,16 +90,12 @@ func tableOf(t reflect.Type, k string) string {
 		if ft.Kind() != reflect.Struct {
 			continue
 		}
-		if _, sub := fileKeys(ft); hasKey(sub, k) {
+		_, sub := fileKeys(ft)
+		if _, ok := sub[k]; ok {
 			return n
 		}
 	}
 	return ""
-}
-
-func hasKey(m map[string]int, k string) bool {
-	_, ok := m[k]
-	return ok
 }
 
 // orderedKeys returns the keys of tbl in file order (then by name), so that
@@ -335,8 +331,15 @@ func (d *decoder) decodeTableList(path []string, v any, rv reflect.Value) *Error
 			nums = append(nums, n)
 		}
 		sort.Ints(nums)
-		for _, n := range nums {
+		for i, n := range nums {
 			k := strconv.Itoa(n)
+			if n != i+1 {
+				// Errors name entries by number; gaps would make those
+				// names differ from the sections written.
+				return d.errf(append(path[:len(path):len(path)], k),
+					"numbered sections go 1, 2, 3, … without gaps: expected [%s] before it",
+					keyString(append(path[:len(path):len(path)], strconv.Itoa(i+1))...))
+			}
 			entries = append(entries, entry{k, v[k]})
 		}
 	default:

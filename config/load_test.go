@@ -465,6 +465,7 @@ var loadErrorCases = []loadErrorCase{
 	{"ini unnumbered peer section", "node.ini", "[stream_load_balancer.destination_ems_apiproxies.first]\naddress = a\n", 1, "stream_load_balancer.destination_ems_apiproxies.first", "expected numbered sections such as [stream_load_balancer.destination_ems_apiproxies.1]"},
 	{"ini peer keys without number", "node.ini", "[stream_load_balancer.destination_ems_apiproxies]\naddress = a\n", 2, "stream_load_balancer.destination_ems_apiproxies.address", "an entry's keys go in a numbered section such as [stream_load_balancer.destination_ems_apiproxies.1]"},
 	{"ini zero-padded peer number", "node.ini", "[stream_load_balancer.destination_ems_apiproxies.01]\naddress = a\n", 1, "stream_load_balancer.destination_ems_apiproxies.01", "numbered sections"},
+	{"ini gap in peer numbers", "node.ini", "[stream_load_balancer.destination_ems_apiproxies.1]\naddress = a\n[stream_load_balancer.destination_ems_apiproxies.3]\naddress = c\n", 3, "stream_load_balancer.destination_ems_apiproxies.3", "without gaps: expected [stream_load_balancer.destination_ems_apiproxies.2] before it"},
 	{"toml vhost not a table", "node.toml", "[edge.vhosts]\nwww = 1\n", 2, "edge.vhosts.www", "expected a table, got integer 1"},
 	{"toml integer out of range", "node.toml", "[edge]\nport = 9223372036854775807\n", 2, "edge.port", "expected a port from 0 to 65535"},
 	{"toml datetime", "node.toml", "[node]\nname = 2024-01-02\n", 2, "node.name", "expected a string, got a datetime"},
@@ -665,7 +666,7 @@ func TestVHostDefaults(t *testing.T) {
 // Peer entries start from DefaultPeer(); INI numbers order them.
 func TestPeerEntries(t *testing.T) {
 	noEnv(t)
-	ini := `[stream_load_balancer.destination_ems_apiproxies.10]
+	ini := `[stream_load_balancer.destination_ems_apiproxies.3]
 address = c
 [stream_load_balancer.destination_ems_apiproxies.2]
 address = b
