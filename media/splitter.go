@@ -88,7 +88,8 @@ type Splitter struct {
 	framesPerUnit int
 	samplesPerFr  int64
 	sampleRate    int64
-	samples       int64 // samples emitted so far
+	samples       int64         // samples emitted since the last lock
+	base          time.Duration // stream time at the last lock
 
 	// fMP4
 	lost    bool // looking for a plausible box header
@@ -98,7 +99,8 @@ type Splitter struct {
 	trafs   []trafSummary
 }
 
-// NewSplitter returns a Splitter for kind KindFMP4 or KindMP3, or "" to
+// NewSplitter returns a Splitter for kind KindFMP4 (KindMP4 and KindM4A
+// mean the same: a live ISO BMFF stream is fragmented) or KindMP3, or "" to
 // detect the format from the first bytes. emit is called for every header
 // and unit.
 func NewSplitter(kind Kind, emit func(Unit) error) *Splitter {
@@ -109,6 +111,9 @@ func NewSplitter(kind Kind, emit func(Unit) error) *Splitter {
 func NewSplitterOptions(kind Kind, opts SplitterOptions, emit func(Unit) error) *Splitter {
 	if opts.MP3UnitDuration <= 0 {
 		opts.MP3UnitDuration = 100 * time.Millisecond
+	}
+	if kind == KindMP4 || kind == KindM4A {
+		kind = KindFMP4 // live ISO BMFF is fragmented
 	}
 	if opts.MaxUnitSize <= 0 || opts.MaxUnitSize > MaxFragmentSize {
 		opts.MaxUnitSize = MaxFragmentSize

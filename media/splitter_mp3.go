@@ -67,10 +67,9 @@ func (s *Splitter) stepMP3(b []byte, off int64) (n, need int, err error) {
 }
 
 func (s *Splitter) emitMP3(data []byte, off int64, frames int) error {
-	samples := int64(frames) * s.samplesPerFr
-	start := time.Duration(s.samples * int64(time.Second) / s.sampleRate)
-	s.samples += samples
-	end := time.Duration(s.samples * int64(time.Second) / s.sampleRate)
+	start := s.base + ticks(uint64(s.samples), uint32(s.sampleRate))
+	s.samples += int64(frames) * s.samplesPerFr
+	end := s.base + ticks(uint64(s.samples), uint32(s.sampleRate))
 	s.stats.Units++
 	s.stats.UnitBytes += int64(len(data))
 	return s.emit(Unit{Data: data, Offset: off, Start: start, Duration: end - start, Keyframe: true, Samples: frames})
@@ -113,6 +112,9 @@ func (s *Splitter) syncMP3(b []byte, i int) (j, need int, ok bool) {
 			if h2&mp3LockMask != h&mp3LockMask || frameSizeFast(h2) == 0 {
 				continue
 			}
+			// Fold the time so far into base: the sample rate may change.
+			s.base += ticks(uint64(s.samples), uint32(s.sampleRate))
+			s.samples = 0
 			s.locked = true
 			s.lock = h & mp3LockMask
 			s.samplesPerFr, s.sampleRate = int64(fh.samples), int64(fh.sampleRate)

@@ -335,8 +335,11 @@ func TestSplitterDetect(t *testing.T) {
 	if _, err := s.Write(noise[:100]); !errors.Is(err, ErrUnknownFormat) {
 		t.Errorf("after the error: %v", err)
 	}
-	if _, err := NewSplitter("mp4", func(Unit) error { return nil }).Write([]byte("12345678")); !errors.Is(err, ErrUnknownFormat) {
-		t.Errorf("kind mp4: %v", err)
+	if _, err := NewSplitter("webm", func(Unit) error { return nil }).Write([]byte("12345678")); !errors.Is(err, ErrUnknownFormat) {
+		t.Errorf("kind webm: %v", err)
+	}
+	if s := NewSplitter(KindMP4, nil); s.Kind() != KindFMP4 {
+		t.Errorf("kind mp4 is taken as %q", s.Kind())
 	}
 }
 
@@ -361,5 +364,33 @@ func TestSplitterNoSizeDrivenAllocation(t *testing.T) {
 	}
 	if cap(s.buf) > 4<<20 {
 		t.Errorf("buffer capacity %d after 1 MB of a 60 MB box", cap(s.buf))
+	}
+}
+
+// TestSplitterMP3RateChange: a source switching from 44.1 kHz stereo to
+// 22.05 kHz mono mid-stream; unit times stay continuous.
+func TestSplitterMP3RateChange(t *testing.T) {
+	a, b := readFixture(t, "mp3-cbr128.mp3"), readFixture(t, "mp3-mono22k-64k.mp3")
+	ia, _ := mp3Frames(t, a)
+	ib, _ := mp3Frames(t, b)
+	stream := append(bytes.Clone(a[ia.FirstFrameOffset:ia.AudioEnd]), b[ib.FirstFrameOffset:ib.AudioEnd]...)
+	units, s := split(t, KindMP3, SplitterOptions{}, stream, func() int { return 4096 })
+	var at time.Duration
+	frames := int64(0)
+	for i, u := range units {
+		if u.Start != at {
+			t.Fatalf("unit %d starts at %v, want %v", i, u.Start, at)
+		}
+		at += u.Duration
+		frames += int64(u.Samples)
+	}
+	// The last frame before the switch cannot be confirmed by a frame of
+	// the same stream and is lost.
+	if frames != ia.Frames+ib.Frames-1 || s.Stats().Resyncs != 1 {
+		t.Errorf("%d frames (want %d), stats %+v", frames, ia.Frames+ib.Frames-1, s.Stats())
+	}
+	want := ia.DurationS + ib.DurationS - 1152.0/44100
+	if d := at.Seconds() - want; d > 1e-6 || d < -1e-6 {
+		t.Errorf("total %v, want %vs", at, want)
 	}
 }
