@@ -94,6 +94,7 @@ func TestProbeAgainstFFmpeg(t *testing.T) {
 			table = append(table, compareWithFFprobe(t, name, info, ff))
 			checkHeaderLayout(t, name, b, info)
 			checkSplitterAgrees(t, name, b, info)
+			checkCutsFail(t, name, b, info, 20)
 		}
 	}
 	t.Log("Probe vs ffprobe on files made now:\n" + strings.Join(table, "\n"))

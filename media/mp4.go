@@ -24,6 +24,10 @@ type mp4Track struct {
 	nextStart   uint64 // running decode time when a traf has no tfdt
 	firstPTS    int64  // presentation time of the first fragment's first sample
 	sawFrag     bool
+	sttsSamples uint64
+	hasStts     bool
+	hasStsz     bool
+	maxChunk    uint64 // largest stco/co64 chunk offset
 }
 
 // readFull reads len(b) bytes at off, turning a short read into ErrTruncated.
@@ -59,6 +63,7 @@ func probeMP4(r io.ReaderAt, size int64) (*Info, error) {
 		moofBuf    []byte
 		trafs      []trafSummary
 		sawMdat    bool
+		mdatBytes  int64 // sum of mdat payloads
 	)
 	closeFragment := func() {
 		if cur != nil {
@@ -143,6 +148,7 @@ func probeMP4(r io.ReaderAt, size int64) (*Info, error) {
 			}
 		case boxMdat:
 			sawMdat = true
+			mdatBytes += payloadLen
 		}
 
 		// Fragments: from a fragment-start box through everything up to
@@ -220,6 +226,22 @@ func probeMP4(r io.ReaderAt, size int64) (*Info, error) {
 		info.Header = append(info.Header, *moov)
 	}
 	info.Moov = moov
+
+	// A corrupt moov often still parses: check that it agrees with itself
+	// and with the file.
+	var sampleBytes uint64
+	for _, t := range tracks {
+		if t.hasStts && t.hasStsz && t.sttsSamples != uint64(t.Samples) {
+			return nil, malformed("mp4: track %d: stts counts %d samples, stsz %d", t.ID, t.sttsSamples, t.Samples)
+		}
+		if t.maxChunk >= uint64(size) {
+			return nil, malformed("mp4: track %d: a chunk offset (%d) is past the end of the file (%d)", t.ID, t.maxChunk, size)
+		}
+		sampleBytes += uint64(t.Bytes) + t.fragBytes
+	}
+	if sampleBytes > uint64(mdatBytes) {
+		return nil, malformed("mp4: the tracks' samples add up to %d bytes, the mdat boxes hold %d", sampleBytes, mdatBytes)
+	}
 
 	video := false
 	var longest time.Duration
@@ -485,7 +507,7 @@ func parseStbl(b []byte, t *mp4Track, ctx mp4.Context) error {
 					return malformed("stts durations overflow")
 				}
 			}
-			t.sttsTicks = sum
+			t.sttsTicks, t.sttsSamples, t.hasStts = sum, samples, true
 		case boxStsz:
 			_, _, rest, ok := fullBox(p)
 			if !ok || len(rest) < 8 {
@@ -494,7 +516,7 @@ func parseStbl(b []byte, t *mp4Track, ctx mp4.Context) error {
 			fixed := uint64(binary.BigEndian.Uint32(rest))
 			n := uint64(binary.BigEndian.Uint32(rest[4:]))
 			rest = rest[8:]
-			t.Samples = int64(n)
+			t.Samples, t.hasStsz = int64(n), true
 			if fixed != 0 {
 				t.Bytes = int64(fixed * n)
 				return nil
@@ -536,7 +558,30 @@ func parseStbl(b []byte, t *mp4Track, ctx mp4.Context) error {
 					sum += uint64(binary.BigEndian.Uint16(rest[2*i:]))
 				}
 			}
-			t.Samples, t.Bytes = int64(n), int64(sum)
+			t.Samples, t.Bytes, t.hasStsz = int64(n), int64(sum), true
+		case boxStco, boxCo64:
+			_, _, rest, ok := fullBox(p)
+			if !ok || len(rest) < 4 {
+				return malformed("%s too short", fourCC(typ))
+			}
+			n := uint64(binary.BigEndian.Uint32(rest))
+			rest = rest[4:]
+			w := uint64(4)
+			if typ == boxCo64 {
+				w = 8
+			}
+			if n > uint64(len(rest))/w {
+				return malformed("%s declares %d entries, has room for %d", fourCC(typ), n, uint64(len(rest))/w)
+			}
+			for i := uint64(0); i < n; i++ {
+				var v uint64
+				if w == 4 {
+					v = uint64(binary.BigEndian.Uint32(rest[4*i:]))
+				} else {
+					v = binary.BigEndian.Uint64(rest[8*i:])
+				}
+				t.maxChunk = max(t.maxChunk, v)
+			}
 		}
 		return nil
 	})

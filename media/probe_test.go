@@ -347,6 +347,8 @@ func TestProbeBadFixtures(t *testing.T) {
 		"bad-mp4-moovend-nomoov.mp4":      ErrMalformed,
 		"bad-mp4-moovend-truncated.mp4":   ErrTruncated,
 		"bad-mp4-stsz-count.mp4":          ErrMalformed,
+		"bad-mp4-stsz-sizes.mp4":          ErrMalformed,
+		"bad-mp4-stco.mp4":                ErrMalformed,
 		"bad-mp3-corrupt-middle.mp3":      ErrMalformed,
 		"bad-mp3-id3-truncated.mp3":       ErrTruncated,
 		"bad-mp3-truncated.mp3":           ErrTruncated,
@@ -519,5 +521,52 @@ func TestHeaderBytesIn(t *testing.T) {
 	}
 	if (&Info{Header: []Range{}}).HeaderEnd() != 0 {
 		t.Error("empty header: HeaderEnd != 0")
+	}
+}
+
+// TestProbeTruncatedAnywhere cuts every good fixture at many places.
+func TestProbeTruncatedAnywhere(t *testing.T) {
+	for name := range loadFFprobe(t) {
+		b := readFixture(t, name)
+		info, err := Probe(bytes.NewReader(b), int64(len(b)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkCutsFail(t, name, b, info, 97)
+	}
+}
+
+// checkCutsFail cuts b at about n places: each cut must be an error,
+// except where the cut leaves a complete file (after a whole fMP4
+// fragment, or after a whole MP3 frame when no Xing/VBRI header says how
+// many there should be).
+func checkCutsFail(t *testing.T, name string, b []byte, info *Info, n int) {
+	t.Helper()
+	complete := map[int64]bool{}
+	switch info.Kind {
+	case KindFMP4:
+		for _, f := range info.FragmentList {
+			complete[f.End()] = true
+		}
+	case KindMP3:
+		if info.VBRHeader == "" {
+			_, offs := mp3Frames(t, b)
+			for _, off := range offs[1:] {
+				complete[off] = true
+			}
+			complete[info.AudioEnd] = true
+		}
+	}
+	step := max(int64(len(b))/int64(n), 1)
+	for cut := int64(1); cut < int64(len(b)); cut += step {
+		for _, c := range []int64{cut, cut + 1, int64(len(b)) - cut} {
+			if c <= 0 || c >= int64(len(b)) || complete[c] {
+				continue
+			}
+			info, err := Probe(bytes.NewReader(b[:c]), c)
+			if err == nil {
+				t.Errorf("%s cut at %d of %d: no error (%s, %d frames, %d fragments)", name, c, len(b), info.Kind, info.Frames, info.Fragments)
+			}
+		}
 	}
 }

@@ -144,6 +144,10 @@ cp mp4-faststart.mp4 bad-mp4-stsz-count.mp4
 patch bad-mp4-stsz-count.mp4 $(( $(box_offset mp4-faststart.mp4 stsz) + 16 )) 7fffffff
 cp mp4-faststart.mp4 bad-mp4-child-size.mp4
 patch bad-mp4-child-size.mp4 "$(box_offset mp4-faststart.mp4 trak)" 00000004
+cp mp4-moovend.mp4 bad-mp4-stsz-sizes.mp4
+patch bad-mp4-stsz-sizes.mp4 $(( $(box_offset mp4-moovend.mp4 stsz) + 20 )) 7fffffff
+cp mp4-faststart.mp4 bad-mp4-stco.mp4
+patch bad-mp4-stco.mp4 $(( $(box_offset mp4-faststart.mp4 stco) + 16 )) ffffff00
 cp fmp4.mp4 bad-fmp4-trun-count.mp4
 patch bad-fmp4-trun-count.mp4 $(( $(box_offset fmp4.mp4 trun) + 12 )) 40000000
 head -c 20000 mp3-cbr128.mp3 >bad-mp3-truncated.mp3
