@@ -64,6 +64,7 @@ func DecodeResponse(b []byte) (Stream, error) {
 type FSM struct {
 	mu      sync.RWMutex
 	streams map[string]Stream
+	applied uint64 // index of the last entry applied (or restored)
 	changed chan struct{}
 }
 
@@ -94,6 +95,15 @@ func (f *FSM) List() []Stream {
 	return out
 }
 
+// AppliedIndex is the Raft index of the last entry applied. A node that
+// restarts replays its log: until the index is back where it was, the set
+// it shows is an old one.
+func (f *FSM) AppliedIndex() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.applied
+}
+
 // Get returns the stream called name.
 func (f *FSM) Get(name string) (Stream, bool) {
 	f.mu.RLock()
@@ -117,10 +127,14 @@ func (f *FSM) ByID(id uint64) (Stream, bool) {
 // Apply implements raft.FSM.
 func (f *FSM) Apply(l *raft.Log) any {
 	if len(l.Data) == 0 {
+		f.mu.Lock()
+		f.applied = max(f.applied, l.Index)
+		f.mu.Unlock()
 		return fmt.Errorf("empty command")
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.applied = max(f.applied, l.Index)
 	var (
 		s   Stream
 		err error
@@ -197,31 +211,35 @@ func (f *FSM) reassign(body []byte) (Stream, error) {
 
 // Snapshot implements raft.FSM with a copy taken under the lock.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
-	return snapshot(f.List()), nil
+	return snapshot{Applied: f.AppliedIndex(), Streams: f.List()}, nil
 }
 
 // Restore implements raft.FSM.
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	var list []Stream
-	if err := json.NewDecoder(rc).Decode(&list); err != nil {
+	var snap snapshot
+	if err := json.NewDecoder(rc).Decode(&snap); err != nil {
 		return fmt.Errorf("restore stream set: %w", err)
 	}
-	m := make(map[string]Stream, len(list))
-	for _, s := range list {
+	m := make(map[string]Stream, len(snap.Streams))
+	for _, s := range snap.Streams {
 		m[s.Name] = s
 	}
 	f.mu.Lock()
 	f.streams = m
+	f.applied = snap.Applied
 	f.mu.Unlock()
 	f.notify()
 	return nil
 }
 
-type snapshot []Stream
+type snapshot struct {
+	Applied uint64   `json:"applied"`
+	Streams []Stream `json:"streams"`
+}
 
 func (s snapshot) Persist(sink raft.SnapshotSink) error {
-	if err := json.NewEncoder(sink).Encode([]Stream(s)); err != nil {
+	if err := json.NewEncoder(sink).Encode(s); err != nil {
 		sink.Cancel()
 		return err
 	}

@@ -177,10 +177,16 @@ func (m *Manager) state(name string, configID uint64) *streamState {
 }
 
 func (m *Manager) reconcile() {
+	// Record how far the set has been seen before acting on it, and
+	// delete nothing while it is behind what this node saw before.
+	caughtUp, err := m.opts.Store.CatchUp(m.opts.FSM.AppliedIndex())
+	if err != nil {
+		m.log.Error("record the applied index", "err", err)
+	}
 	want := map[string]Stream{}
 	for _, s := range m.opts.FSM.List() {
 		want[s.Name] = s
-		m.reconcileStream(s)
+		m.reconcileStream(s, caughtUp)
 	}
 	// Drop what the set no longer holds: tasks, states and files.
 	m.mu.Lock()
@@ -202,7 +208,7 @@ func (m *Manager) reconcile() {
 		m.stopTask(name)
 	}
 	for _, name := range m.opts.Store.Names() {
-		if _, ok := want[name]; !ok && ValidateName(name) == nil {
+		if _, ok := want[name]; !ok && caughtUp && ValidateName(name) == nil {
 			if err := m.opts.Store.Delete(name); err != nil {
 				m.log.Warn("delete removed stream", "stream", name, "err", err)
 			} else {
@@ -215,7 +221,7 @@ func (m *Manager) reconcile() {
 	}
 }
 
-func (m *Manager) reconcileStream(s Stream) {
+func (m *Manager) reconcileStream(s Stream, caughtUp bool) {
 	st := m.state(s.Name, s.ConfigID)
 	if s.Kind == KindLive {
 		m.reconcileLive(s, st)
@@ -229,6 +235,9 @@ func (m *Manager) reconcileStream(s Stream) {
 			st.bytes.Store(c.Size)
 			st.set(StateActive, "")
 			return
+		}
+		if !caughtUp {
+			return // an older entry being replayed: wait for the current one
 		}
 		// The name was removed and added again while this node was away.
 		m.stopTask(s.Name)

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -37,6 +38,7 @@ type Store struct {
 
 	mu     sync.RWMutex
 	copies map[string]Copy
+	seen   uint64 // the highest Raft index this store has acted on
 }
 
 // OpenStore opens (creating) the store under dir and loads its records.
@@ -46,6 +48,9 @@ func OpenStore(dir string) (*Store, error) {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o750); err != nil {
 			return nil, err
 		}
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "seen-index")); err == nil {
+		s.seen, _ = strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
 	}
 	stateDir := filepath.Join(dir, "state")
 	err := filepath.WalkDir(stateDir, func(p string, d fs.DirEntry, err error) error {
@@ -76,6 +81,25 @@ func (s *Store) partialPath(name string) string {
 }
 func (s *Store) statePath(name string) string {
 	return filepath.Join(s.dir, "state", filepath.FromSlash(name)+".json")
+}
+
+// CatchUp records that the stream set has been seen up to Raft index
+// applied, and reports whether that is at least as far as this store has
+// ever seen: only then is a name missing from the set really removed,
+// rather than not yet replayed after a restart.
+func (s *Store) CatchUp(applied uint64) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if applied < s.seen {
+		return false, nil
+	}
+	if applied > s.seen {
+		if err := writeFileAtomic(filepath.Join(s.dir, "seen-index"), []byte(strconv.FormatUint(applied, 10))); err != nil {
+			return false, err
+		}
+		s.seen = applied
+	}
+	return true, nil
 }
 
 // Copy returns the complete copy of name, if this node has one.

@@ -86,3 +86,23 @@ func TestStoreIgnoresRecordWithoutFile(t *testing.T) {
 		t.Fatal("a record whose file is gone counts as a copy")
 	}
 }
+
+func TestStoreCatchUpSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	s, _ := OpenStore(dir)
+	if ok, err := s.CatchUp(0); !ok || err != nil {
+		t.Fatal("a new store is caught up at 0", err)
+	}
+	if ok, _ := s.CatchUp(42); !ok {
+		t.Fatal("moving forward is caught up")
+	}
+	s2, _ := OpenStore(dir)
+	for _, tc := range []struct {
+		applied uint64
+		want    bool
+	}{{0, false}, {41, false}, {42, true}, {50, true}, {49, false}} {
+		if ok, _ := s2.CatchUp(tc.applied); ok != tc.want {
+			t.Errorf("after a restart, CatchUp(%d) = %v, want %v", tc.applied, ok, tc.want)
+		}
+	}
+}
