@@ -107,6 +107,9 @@ type Cluster struct {
 	name   string
 	expect int
 	join   []string // configured join targets, without this node's own address
+	known  []string // gossip addresses saved by the last run (peers.json)
+
+	savedPeers []string // what peers.json holds; used by run only
 
 	raftLn  net.Listener
 	trans   *raft.NetworkTransport
@@ -136,6 +139,7 @@ type Cluster struct {
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
+	lifeMu    sync.Mutex // orders Leave's gossip calls before memberlist's Shutdown
 }
 
 // New binds gossip and raft, opens raft under <data_dir>/raft, bootstraps a
@@ -193,6 +197,8 @@ func New(opts Options) (_ *Cluster, err error) {
 		}
 	}
 	c.join = withoutSelf(cfg.Cluster.Join, cfg.Cluster.GossipPort, bind, advertise)
+	c.known = withoutSelf(readPeers(cfg.Node.DataDir), cfg.Cluster.GossipPort, bind, advertise)
+	c.savedPeers = readPeers(cfg.Node.DataDir)
 
 	// Raft: stores, transport, then raft itself.
 	dir := filepath.Join(cfg.Node.DataDir, "raft")
@@ -591,16 +597,29 @@ func (c *Cluster) Leave(ctx context.Context) error {
 	c.mu.Lock()
 	c.meta.Leaving = true
 	c.mu.Unlock()
+	c.lifeMu.Lock()
+	if c.closed.Load() {
+		c.lifeMu.Unlock()
+		return ErrClosed
+	}
 	if err := c.ml.UpdateNode(timeLeft(ctx, 5*time.Second)); err != nil {
 		c.log.Warn("leaving: announcing it took too long", "err", err)
 	}
+	c.lifeMu.Unlock()
 
-	// Wait for the leader to remove this node from raft.
-	if len(servers) > 1 && !c.waitRemoved(ctx, 10*time.Second) {
+	// Wait for the leader to remove this node from raft (a leader that
+	// could not hand over would wait for nothing).
+	if len(servers) > 1 && !c.IsLeader() && !c.waitRemoved(ctx, 10*time.Second) {
 		c.log.Warn("leaving: removal from raft not seen yet; the leader removes this node when gossip reports it left")
 	}
 
+	c.lifeMu.Lock()
+	if c.closed.Load() {
+		c.lifeMu.Unlock()
+		return ErrClosed
+	}
 	err := c.ml.Leave(timeLeft(ctx, 5*time.Second))
+	c.lifeMu.Unlock()
 	c.mu.Lock()
 	c.left = true
 	c.mu.Unlock()
@@ -675,7 +694,9 @@ func (c *Cluster) shutdown() error {
 	}
 	c.wg.Wait()
 	if c.ml != nil {
+		c.lifeMu.Lock()
 		errs = append(errs, c.ml.Shutdown())
+		c.lifeMu.Unlock()
 	}
 	if c.store != nil {
 		errs = append(errs, c.store.Close())

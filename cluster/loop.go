@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -81,6 +82,7 @@ func (c *Cluster) step(st *loopState) {
 		c.reconcile()
 	}
 	c.reapMembers(time.Now())
+	c.savePeers()
 }
 
 // refreshMeta republishes this node's metadata when its InCluster flag
@@ -249,23 +251,35 @@ func (c *Cluster) addServer(s raft.ServerSuffrage, id raft.ServerID, addr raft.S
 	return c.raft.AddNonvoter(id, addr, 0, timeout)
 }
 
-// joinLoop joins the configured targets, retrying with backoff while none
-// answers; afterwards it asks dead members to rejoin now and then, so a
-// node that restarted, or the other side of a healed partition, merges
-// back into gossip.
+// joinLoop joins the configured targets and the members saved by the last
+// run, retrying with backoff until one answers (or, with no configured
+// target, until another member shows up); afterwards it asks dead members
+// to rejoin now and then, so a node that restarted, or the other side of a
+// healed partition, merges back into gossip.
 func (c *Cluster) joinLoop() {
 	defer c.wg.Done()
+	targets := c.join
+	for _, a := range c.known {
+		if a != c.gossipAddr && !slices.Contains(targets, a) {
+			targets = append(targets, a)
+		}
+	}
 	backoff := 100 * time.Millisecond
-	for len(c.join) > 0 && !c.joined.Load() {
-		n, err := c.ml.Join(c.join)
+	for try := 0; len(targets) > 0 && !c.joined.Load(); try++ {
+		if len(c.join) == 0 && c.othersAlive() {
+			break // someone joined us
+		}
+		n, err := c.ml.Join(targets)
 		c.joinTries.Add(1)
 		if n > 0 {
 			c.joined.Store(true)
-			c.log.Info("joined", "contacted", n, "join", c.join)
+			c.log.Info("joined", "contacted", n, "targets", targets)
 			c.wake()
 			break
 		}
-		c.log.Warn("join failed; retrying", "join", c.join, "in", backoff, "err", err)
+		if try < 3 || try%10 == 0 {
+			c.log.Warn("join failed; retrying", "targets", targets, "in", backoff, "err", err)
+		}
 		if !sleep(c.ctx, backoff) {
 			return
 		}
@@ -288,6 +302,16 @@ func (c *Cluster) joinLoop() {
 			}
 		}
 	}
+}
+
+// othersAlive reports whether gossip knows another alive member.
+func (c *Cluster) othersAlive() bool {
+	for _, m := range c.Members() {
+		if m.Name != c.name && m.State == StateAlive {
+			return true
+		}
+	}
+	return false
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {

@@ -15,17 +15,17 @@ const maxMetaSize = 512
 // Meta is the typed gossip metadata of a node. It travels in memberlist's
 // node meta, encoded and parsed only by encodeMeta and decodeMeta.
 type Meta struct {
-	Raft            string `json:"raft,omitempty"`      // host:port of the raft transport
-	API             string `json:"api,omitempty"`       // host:port of the API proxy
-	APIScheme       string `json:"scheme,omitempty"`    // "http" or "https"
-	PseudoDomain    string `json:"pd,omitempty"`        // e.g. "apiproxy"
-	Edge            string `json:"edge,omitempty"`      // host:port of the edge listener
-	Ingest          string `json:"ingest,omitempty"`    // host:port of ingest ("" when off)
-	Zone            string `json:"zone,omitempty"`      // node.zone
-	Replicates      bool   `json:"repl,omitempty"`      // stream_load_balancer.plugin_switch enabled
-	BootstrapExpect int    `json:"expect,omitempty"`    // cluster.bootstrap_expect of the node
-	InCluster       bool   `json:"incluster,omitempty"` // the node has raft state or knows a leader
-	Leaving         bool   `json:"leaving,omitempty"`   // the node is leaving gracefully
+	Raft            string `json:"raft,omitempty"`            // host:port of the raft transport
+	API             string `json:"api,omitempty"`             // host:port of the API proxy
+	APIScheme       string `json:"apiScheme,omitempty"`       // "http" or "https"
+	PseudoDomain    string `json:"pseudoDomain,omitempty"`    // e.g. "apiproxy"
+	Edge            string `json:"edge,omitempty"`            // host:port of the edge listener
+	Ingest          string `json:"ingest,omitempty"`          // host:port of ingest ("" when off)
+	Zone            string `json:"zone,omitempty"`            // node.zone
+	Replicates      bool   `json:"replicates,omitempty"`      // stream_load_balancer.plugin_switch enabled
+	BootstrapExpect int    `json:"bootstrapExpect,omitempty"` // cluster.bootstrap_expect of the node
+	InCluster       bool   `json:"inCluster,omitempty"`       // the node has raft state or knows a leader
+	Leaving         bool   `json:"leaving,omitempty"`         // the node is leaving gracefully
 }
 
 // wireMeta is Meta on the wire, with the encoding's version.
