@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -131,6 +132,9 @@ type testCluster struct {
 
 func newTestCluster(t *testing.T) *testCluster {
 	tc := &testCluster{t: t}
+	// The first TempDir registers the removal of all of them; registered
+	// before the nodes' Close, it runs after it.
+	t.TempDir()
 	t.Cleanup(func() {
 		for _, n := range tc.running() {
 			n.c.Close()
@@ -939,3 +943,36 @@ func TestGossipEncryption(t *testing.T) {
 		t.Fatalf("bad key: %v", err)
 	}
 }
+
+func TestLogAdapters(t *testing.T) {
+	var buf strings.Builder
+	var mu sync.Mutex
+	l := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return buf.Write(p)
+	}), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	h := newHCLog(l, "raft")
+	h.Info("entering follower state", "servers", hclog.Fmt("%d servers", 3))
+	h.Trace("too chatty")
+	h.Warn("heartbeat timeout reached")
+	newStdLogger(l, "memberlist").Printf("[ERR] memberlist: Failed to send ping: boom")
+	newStdLogger(l, "memberlist").Printf("[DEBUG] memberlist: Stream connection")
+	out := buf.String()
+	for _, want := range []string{
+		`level=DEBUG msg="entering follower state" component=raft servers="3 servers"`,
+		`level=WARN msg="heartbeat timeout reached"`,
+		`level=ERROR msg="Failed to send ping: boom" component=memberlist`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %s:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "too chatty") || strings.Contains(out, "Stream connection") {
+		t.Errorf("trace/debug chatter shown at Debug:\n%s", out)
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

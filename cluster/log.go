@@ -3,9 +3,11 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log"
 	"log/slog"
+	"slices"
 	"strings"
 
 	"github.com/hashicorp/go-hclog"
@@ -52,7 +54,21 @@ func (h *hclogAdapter) Log(level hclog.Level, msg string, args ...interface{}) {
 	if !h.log.Enabled(ctx, lvl) {
 		return
 	}
-	h.log.Log(ctx, lvl, msg, args...)
+	h.log.Log(ctx, lvl, msg, fixArgs(args)...)
+}
+
+// fixArgs renders hclog's formatting helpers (hclog.Fmt) as slog cannot.
+func fixArgs(args []any) []any {
+	for i, a := range args {
+		if f, ok := a.(hclog.Format); ok && len(f) > 0 {
+			if format, ok := f[0].(string); ok {
+				out := slices.Clone(args)
+				out[i] = fmt.Sprintf(format, f[1:]...)
+				return fixArgs(out)
+			}
+		}
+	}
+	return args
 }
 
 func (h *hclogAdapter) Trace(msg string, args ...interface{}) { h.Log(hclog.Trace, msg, args...) }
