@@ -77,4 +77,41 @@
 // [StripParams] removes the override parameters from a raw query before
 // the request finds its stream or goes upstream, keeping the rest as
 // written.
+//
+// # Pacing
+//
+// One [Pacer] per node owns a scheduler goroutine that ticks (50 ms) while
+// there are sessions, and the node cap. A [Group] is a vhost with its
+// traffic cap; [Group.NewSession] starts one viewer's [Session] under a
+// Policy and the session cap. The handler serving the viewer writes the
+// media header itself (unthrottled), then loops:
+//
+//	s := group.NewSession(policy, shaping.KbpsToBytesPerSec(vh.SessionCap))
+//	defer s.Close()
+//	for left > 0 {
+//		n, err := s.Next(r.Context(), left) // blocks until bytes are allowed
+//		if err != nil {
+//			return
+//		}
+//		if _, err := io.CopyN(w, file, n); err != nil { // sendfile
+//			return
+//		}
+//		left -= n
+//	}
+//
+// or simply s.CopyN(ctx, w, file, left), which is that loop. Next hands out
+// the boost first (at once, unless a cap or the session cap holds it back),
+// then grants of about ChunkPeriod's worth (220 ms) of the rate, on the
+// tick nearest their due time; an unthrottled session under no cap gets
+// what it asks without touching the scheduler. The writer is never
+// wrapped, so *os.File to http.ResponseWriter stays sendfile.
+//
+// The scheduler credits each session what its rate earned since the last
+// tick (exact accounting: the bytes granted stay within half a grant of
+// rate × time), bounds what a session that does not read may pile up, and
+// shares a binding group or node cap by max-min fairness (water-filling),
+// with the group inside the node. Grants come less often, up to once a
+// second, when there are more sessions than PacerConfig.MaxGrantsPerSec
+// allows: CPU follows writes. See DESIGN.md beside this file for why it is
+// built this way and what it measured.
 package shaping
