@@ -234,6 +234,10 @@ func TestDecideEdges(t *testing.T) {
 	if got := Decide(s, mustParse(t, "*, 1, 100, 1"+strings.Repeat("0", 30)), r, nil, 0); got.BoostBytes <= 0 {
 		t.Errorf("huge boost: %+v", got)
 	}
+	// A nil request matches what an empty one does.
+	if got := Decide(s, mustParse(t, "!$HEADER[referer], 8"), nil, nil, 0); got.RateBytesPerSec != 1000 {
+		t.Errorf("nil request: %+v", got)
+	}
 	// The matched rule is reported.
 	rules := mustParse(t, "/x/*, no\n/a.mp4, 5")
 	if got := Decide(s, rules, r, nil, 0); got.Rule != &rules.Rules[1] {

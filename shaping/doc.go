@@ -83,8 +83,16 @@
 // One [Pacer] per node owns a scheduler goroutine that ticks (50 ms) while
 // there are sessions, and the node cap. A [Group] is a vhost with its
 // traffic cap; [Group.NewSession] starts one viewer's [Session] under a
-// Policy and the session cap. The handler serving the viewer writes the
-// media header itself (unthrottled), then loops:
+// Policy and the session cap:
+//
+//	p := shaping.NewPacer(shaping.PacerConfig{NodeCap: shaping.MbpsToBytesPerSec(edge.NodeTrafficCap)})
+//	defer p.Close()
+//	group := p.NewGroup("www", shaping.MbpsToBytesPerSec(vh.TrafficCap))
+//
+// A reload changes caps in place ([Group.SetCap], [Pacer.SetNodeCap]);
+// open sessions keep their policy. [Group.Stats] gives the counters for
+// metrics. The handler serving a viewer writes the media header itself
+// (unthrottled, and not counted against the caps), then loops:
 //
 //	s := group.NewSession(policy, shaping.KbpsToBytesPerSec(vh.SessionCap))
 //	defer s.Close()

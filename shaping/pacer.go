@@ -348,7 +348,10 @@ type Group struct {
 type GroupStats struct {
 	Sessions  int64 // open sessions
 	Throttled int64 // open sessions whose policy is throttled
-	Granted   int64 // bytes handed out by Next since the group was made
+	// Granted is the bytes Next allowed since the group was made. An
+	// unthrottled session under no cap is allowed what it asks, so count
+	// the bytes written for traffic metrics.
+	Granted int64
 }
 
 // Name returns the name given to NewGroup.

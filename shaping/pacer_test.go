@@ -749,3 +749,28 @@ func TestPacerCapManySessions(t *testing.T) {
 		t.Errorf("a 1 s window carries %.3f × the cap", w)
 	}
 }
+
+// TestPacerSlowReader: a viewer that stops reading does not pile up more
+// than a chunk and a tick, so it cannot burst when it reads again.
+func TestPacerSlowReader(t *testing.T) {
+	p, clk := newFakePacer(PacerConfig{})
+	g := p.NewGroup("www", 0)
+	const rate = 16 * kib
+	v := &viewer{s: g.NewSession(Policy{Throttled: true, RateBytesPerSec: rate}, 0), left: 1 << 40}
+	run(p, clk, []*viewer{v}, 3*time.Second, 50*time.Millisecond, 0, nil)
+	// Five seconds of ticks without reading.
+	for range 100 {
+		clk.advance(50 * time.Millisecond)
+		p.tick(clk.now())
+	}
+	before := len(v.log)
+	v.take(clk.now())
+	burst := v.bytesIn(clk.now()-1, clk.now())
+	if len(v.log) == before || float64(burst) > (0.22+0.05)*rate+1 {
+		t.Errorf("after 5 s without reading: %d bytes at once, want at most a chunk and a tick (%.0f)", burst, 0.27*rate)
+	}
+	run(p, clk, []*viewer{v}, 10*time.Second, 50*time.Millisecond, 0, nil)
+	if w := float64(maxWindow(v.log, clk.now()-int64(11*time.Second), time.Second)) / rate; w > 1.3 {
+		t.Errorf("a 1 s window after the stall carries %.3f × the rate", w)
+	}
+}

@@ -105,10 +105,14 @@ func LoadRules(path string) (*Rules, error) {
 	return ParseRules(path, f)
 }
 
-// Match returns the first rule whose condition holds for req, or nil.
+// Match returns the first rule whose condition holds for req, or nil. A
+// nil req is a request with no address, header or path.
 func (rs *Rules) Match(req *Request) *Rule {
 	if rs == nil {
 		return nil
+	}
+	if req == nil {
+		req = &Request{}
 	}
 	for i := range rs.Rules {
 		if rs.Rules[i].Match(req) {
