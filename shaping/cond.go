@@ -93,8 +93,8 @@ func (c *Cond) match(req *Request) bool {
 	case CondHeader:
 		vals, ok := req.Header[c.canonName]
 		if !ok {
-			// Tolerate a hand-built header with a non-canonical key.
-			vals = req.Header.Values(c.name)
+			// Tolerate a hand-built header keyed as the rule writes it.
+			vals = req.Header[c.name]
 		}
 		switch c.hmode {
 		case headerPresent:
