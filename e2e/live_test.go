@@ -84,6 +84,9 @@ func TestLivePushMP3AndFMP4ToEveryNode(t *testing.T) {
 			t.Error(err)
 		}
 	}
+	if t.Failed() {
+		t.Fatal(pc.logs())
+	}
 
 	// A second source on a live mount is refused, on any node.
 	ffmpeg := requireTool(t, "ffmpeg")

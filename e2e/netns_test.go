@@ -146,10 +146,12 @@ func TestPartitionedNodeRefusesViewersAndCatchesUp(t *testing.T) {
 		}
 	}
 	cutAt := time.Now()
+	var last string
 	waitFor(t, 10*time.Second, "a write on the majority side", func() bool {
 		env, err := call(majority[0], "pullStream", "uri="+srcURL+"/during.mp4 localStreamName=during.mp4")
+		last = fmt.Sprint(err, env.Description)
 		return err == nil && env.Status == "SUCCESS"
-	}, pc.logs)
+	}, func() string { return "\nlast answer: " + last })
 	t.Logf("majority committed %v after the cut", time.Since(cutAt).Round(time.Millisecond))
 	waitEdge(t, majority[1], "during.mp4", src.sum, 10*time.Second, pc)
 

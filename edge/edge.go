@@ -156,12 +156,12 @@ func (s *Server) serveLive(w http.ResponseWriter, r *http.Request, name string) 
 		}
 		return rc.Flush() == nil
 	}
-	if hdr := v.Header(); len(hdr) > 0 && !write(hdr) {
-		return
-	}
-	for {
+	for first := true; ; first = false {
 		u, err := v.Next(r.Context())
 		if err != nil {
+			return
+		}
+		if hdr := v.Header(); first && len(hdr) > 0 && !write(hdr) {
 			return
 		}
 		if !write(u.Data) {

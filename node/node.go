@@ -112,6 +112,13 @@ func New(cfg config.Config, log *slog.Logger) (n *Node, err error) {
 		return nil, fmt.Errorf("stream store: %w", err)
 	}
 	peerHTTP := &http.Client{Transport: peerTransport()}
+	// Forwarded writes never reuse a connection: on a pooled one to a
+	// leader that was just cut off the request would hang with an unknown
+	// outcome, while a fresh dial fails fast and is safe to retry on the
+	// new leader. Writes are rare; the extra connect costs nothing.
+	forwardTransport := peerTransport()
+	forwardTransport.DisableKeepAlives = true
+	forwardHTTP := &http.Client{Transport: forwardTransport}
 	n.directory = apiproxy.NewDirectory(cfg, peerHTTP, func(name string) (cluster.Member, bool) {
 		return n.cluster.Member(name)
 	})
@@ -120,7 +127,9 @@ func New(cfg config.Config, log *slog.Logger) (n *Node, err error) {
 		Meta:   meta,
 		FSM:    fsm,
 		Forward: func(ctx context.Context, leader cluster.Member, cmd []byte) ([]byte, error) {
-			return n.directory.Client(leader).Apply(ctx, cmd)
+			c := n.directory.Client(leader)
+			c.HTTP = forwardHTTP
+			return c.Apply(ctx, cmd)
 		},
 		Logger:     n.log,
 		Registerer: reg,
@@ -214,8 +223,12 @@ func addrOf(host string, ln net.Listener) string {
 	return net.JoinHostPort(host, port(ln))
 }
 
+// peerTransport calls other nodes. Peers are on the cluster's network: a
+// connect that takes a second is a dead or cut-off peer, and failing fast
+// lets a forwarded write move on to the new leader.
 func peerTransport() *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.DialContext = (&net.Dialer{Timeout: time.Second, KeepAlive: 15 * time.Second}).DialContext
 	t.ResponseHeaderTimeout = 15 * time.Second
 	t.MaxIdleConnsPerHost = 16
 	return t

@@ -85,14 +85,22 @@ func (f *FSM) notify() {
 
 // List returns the streams sorted by ConfigID.
 func (f *FSM) List() []Stream {
+	out, _ := f.ListAt()
+	return out
+}
+
+// ListAt is List with the index it reflects: what has a ConfigID above it
+// is newer than the list.
+func (f *FSM) ListAt() ([]Stream, uint64) {
 	f.mu.RLock()
 	out := make([]Stream, 0, len(f.streams))
 	for _, s := range f.streams {
 		out = append(out, s)
 	}
+	at := f.applied
 	f.mu.RUnlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].ConfigID < out[j].ConfigID })
-	return out
+	return out, at
 }
 
 // AppliedIndex is the Raft index of the last entry applied. A node that

@@ -1,6 +1,7 @@
 package streams
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -39,7 +40,8 @@ var (
 // liveStream is this node's side of a live stream: the relay its viewers
 // read, and what feeds it.
 type liveStream struct {
-	relay *Relay
+	relay    *Relay
+	configID uint64
 
 	mu          sync.Mutex
 	contentType string
@@ -72,19 +74,23 @@ func (m *Manager) live(s Stream) *liveStream {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	ls := m.lives[s.Name]
-	if ls == nil {
-		ls = &liveStream{relay: NewRelay(m.opts.Relay)}
+	if ls == nil || ls.configID != s.ConfigID {
+		if ls != nil {
+			ls.relay.Close() // the name was removed and added again
+		}
+		ls = &liveStream{relay: NewRelay(m.opts.Relay), configID: s.ConfigID}
 		m.lives[s.Name] = ls
 	}
 	return ls
 }
 
-// dropLive closes the relays of streams no longer in the set.
-func (m *Manager) dropLive(want map[string]Stream) {
+// dropLive closes the relays of streams no longer in the set as of index
+// at; a relay made for a newer entry stays.
+func (m *Manager) dropLive(want map[string]Stream, at uint64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for name, ls := range m.lives {
-		if s, ok := want[name]; !ok || s.Kind != KindLive {
+		if s, ok := want[name]; (!ok || s.Kind != KindLive) && ls.configID <= at {
 			ls.relay.Close()
 			delete(m.lives, name)
 		}
@@ -454,17 +460,21 @@ func (m *Manager) ServeRelay(w http.ResponseWriter, r *http.Request, name string
 		}
 		return rc.Flush()
 	}
-	if hdr := rd.Header(); len(hdr) > 0 {
-		if write(frame{typ: frameHeader, flags: flags(false), data: hdr}) != nil {
-			return
-		}
-	}
+	var sentHeader []byte
 	for {
 		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
 		u, err := rd.Next(ctx)
 		cancel()
 		switch {
 		case err == nil:
+			// The header goes before the first unit, and again when a
+			// reconnected source brought a new one.
+			if hdr := ls.relay.Header(); len(hdr) > 0 && !bytes.Equal(hdr, sentHeader) {
+				if write(frame{typ: frameHeader, flags: flags(false), data: hdr}) != nil {
+					return
+				}
+				sentHeader = hdr
+			}
 			if write(frame{typ: frameUnit, flags: flags(u.Key), seq: u.Seq, time: u.Time, dur: u.Duration, edge: ls.relay.EdgeTime(), data: u.Data}) != nil {
 				return
 			}

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/raft"
 )
 
 func newIngestServer(t *testing.T, m *Manager) *httptest.Server {
@@ -220,4 +222,61 @@ func FuzzRelayWire(f *testing.F) {
 			}
 		}
 	})
+}
+
+// forwardedLog commits a write the way a leader on another node does: the
+// answer comes back before this node's own FSM has applied the entry.
+type forwardedLog struct {
+	leader  localLog
+	local   *FSM
+	pending []*raft.Log
+}
+
+func (f *forwardedLog) Apply(ctx context.Context, cmd []byte) ([]byte, error) {
+	resp, err := f.leader.Apply(ctx, cmd)
+	f.pending = append(f.pending, &raft.Log{Index: f.leader.index, Data: cmd})
+	return resp, err
+}
+
+func (f *forwardedLog) IsLeader() bool { return false }
+
+func (f *forwardedLog) catchUp() {
+	for _, l := range f.pending {
+		f.local.Apply(l)
+	}
+	f.pending = nil
+}
+
+// A reconcile pass that still sees the set from before a source client's
+// stream was committed must not drop that stream's relay or state.
+func TestIngestSurvivesReconcileThatHasNotSeenItsStream(t *testing.T) {
+	store, err := OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := NewFSM()
+	log := &forwardedLog{leader: localLog{fsm: NewFSM()}, local: local}
+	m := NewManager(Options{Self: "n1", Replicates: true, FSM: local, Store: store, Cluster: log, Peers: noPeers{}})
+	defer m.Close()
+
+	in, err := m.OpenIngest(context.Background(), "live/radio.mp3", "audio/mpeg", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.reconcile() // the local FSM has not applied the add yet
+	log.catchUp()
+	m.reconcile()
+
+	mp3, err := os.ReadFile("../testdata/media/mp3-cbr128.mp3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go in.Feed(context.Background(), bytes.NewReader(mp3), nil)
+	got := readLive(t, m, "live/radio.mp3", 8<<10)
+	if len(got) < 8<<10 {
+		t.Fatalf("viewer got %d bytes", len(got))
+	}
+	if st := m.state("live/radio.mp3", 1).state(); st != StateLive && st != StateOffline {
+		t.Fatalf("state %q, want the ingestion's", st)
+	}
 }

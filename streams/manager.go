@@ -179,16 +179,19 @@ func (m *Manager) state(name string, configID uint64) *streamState {
 func (m *Manager) reconcile() {
 	// Record how far the set has been seen before acting on it, and
 	// delete nothing while it is behind what this node saw before.
-	caughtUp, err := m.opts.Store.CatchUp(m.opts.FSM.AppliedIndex())
+	list, at := m.opts.FSM.ListAt()
+	caughtUp, err := m.opts.Store.CatchUp(at)
 	if err != nil {
 		m.log.Error("record the applied index", "err", err)
 	}
 	want := map[string]Stream{}
-	for _, s := range m.opts.FSM.List() {
+	for _, s := range list {
 		want[s.Name] = s
 		m.reconcileStream(s, caughtUp)
 	}
-	// Drop what the set no longer holds: tasks, states and files.
+	// Drop what the set no longer holds: tasks, states and files. A state
+	// or relay made for an entry newer than the list (a source client
+	// whose stream was committed meanwhile) is not the list's to drop.
 	m.mu.Lock()
 	var gone []string
 	for name, t := range m.tasks {
@@ -197,13 +200,13 @@ func (m *Manager) reconcile() {
 			gone = append(gone, name)
 		}
 	}
-	for name := range m.states {
-		if _, ok := want[name]; !ok {
+	for name, st := range m.states {
+		if _, ok := want[name]; !ok && st.configID <= at {
 			delete(m.states, name)
 		}
 	}
 	m.mu.Unlock()
-	m.dropLive(want)
+	m.dropLive(want, at)
 	for _, name := range gone {
 		m.stopTask(name)
 	}
@@ -610,9 +613,6 @@ func (m *Manager) Pull(ctx context.Context, r PullRequest) (Stream, error) {
 	kind, err := m.probeSource(ctx, r.URI)
 	if err != nil {
 		return Stream{}, err
-	}
-	if kind == KindLive {
-		return Stream{}, fmt.Errorf("uri %q is a live source (no Content-Length); live relay is not available in this version", redact(r.URI))
 	}
 	s := Stream{Name: r.Name, Source: r.URI, Kind: kind, Origin: m.opts.Self, KeepAlive: r.KeepAlive, CreatedAt: time.Now().UTC()}
 	resp, err := m.opts.Cluster.Apply(ctx, AddCommand(s))

@@ -151,10 +151,11 @@ func (r *Relay) EdgeTime() time.Duration {
 
 // RelayReader is one viewer's (or peer's) cursor into a Relay.
 type RelayReader struct {
-	r      *Relay
-	next   uint64
-	header []byte
-	done   bool
+	r       *Relay
+	next    uint64
+	header  []byte
+	started bool
+	done    bool
 }
 
 // NewReader starts a reader burst behind the live edge (Icecast's
@@ -183,7 +184,7 @@ func (r *Relay) NewReader(burst time.Duration) *RelayReader {
 		}
 	}
 	r.readers.Add(1)
-	return &RelayReader{r: r, next: start, header: r.header}
+	return &RelayReader{r: r, next: start}
 }
 
 // NewReaderFrom starts a reader at seq, for a peer resuming after a cut; it
@@ -198,10 +199,12 @@ func (r *Relay) NewReaderFrom(seq uint64) *RelayReader {
 		seq = r.next
 	}
 	r.readers.Add(1)
-	return &RelayReader{r: r, next: seq, header: r.header}
+	return &RelayReader{r: r, next: seq}
 }
 
-// Header is what the reader must send before its first unit.
+// Header is what the reader must send before its first unit: the relay's
+// header when Next first returned a unit. A reader that opens before the
+// source has sent its init segment gets it this way, not nil.
 func (rd *RelayReader) Header() []byte { return rd.header }
 
 // Next returns the reader's next unit, waiting for it until ctx is done.
@@ -218,6 +221,9 @@ func (rd *RelayReader) Next(ctx context.Context) (Unit, error) {
 		if i := int(rd.next - r.next + uint64(len(r.units))); rd.next < r.next && i >= 0 {
 			u := r.units[i]
 			lagging := r.end-u.Time > r.opts.LagLimit
+			if !rd.started {
+				rd.started, rd.header = true, r.header
+			}
 			r.mu.Unlock()
 			if lagging {
 				r.dropped.Add(1)
