@@ -1,12 +1,21 @@
 package e2e
 
 import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
 	"encoding/json"
+	"encoding/pem"
+	"io"
+	"log"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 )
@@ -138,15 +147,60 @@ func TestProcessesReplicateKillRestartRemove(t *testing.T) {
 	}
 
 	// removeConfig removes it everywhere: edge 404, files deleted.
+	copyPath := func(p *proc) string { return filepath.Join(p.dir, "data", "streams", "media", "vod", "a.mp4") }
+	for _, p := range pc.procs {
+		if _, err := os.Stat(copyPath(p)); err != nil {
+			t.Fatalf("%s: the stored copy is not where this test looks: %v", p.name, err)
+		}
+	}
 	if code, env := curlAPI(t, n3, "admin", password, "removeConfig", fmt.Sprintf("id=%d", id)); env.Status != "SUCCESS" {
 		t.Fatalf("removeConfig: HTTP %d %s %s", code, env.Status, env.Description)
 	}
 	for _, p := range pc.procs {
 		waitFor(t, 5*time.Second, p.name+" to delete vod/a.mp4", func() bool {
 			code, _ := edgeSum(t, p, "vod/a.mp4")
-			_, err := os.Stat(filepath.Join(p.dir, "data", "streams", "media", "vod", "a.mp4"))
+			_, err := os.Stat(copyPath(p))
 			return code == 404 && os.IsNotExist(err)
 		}, pc.logs)
+	}
+}
+
+// An https source is pulled with the system's trust store (here the test
+// server's certificate through SSL_CERT_FILE, as an operator would add a
+// private CA); the other nodes copy it from the origin as usual.
+func TestProcessesPullHTTPSSource(t *testing.T) {
+	requireTool(t, "curl")
+	body := make([]byte, 100<<10)
+	rand.Read(body)
+	sum := sha256.Sum256(body)
+	src := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.ServeContent(w, r, "", time.Unix(1, 0), bytes.NewReader(body))
+	}))
+	src.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake below is expected
+	src.StartTLS()
+	defer src.Close()
+	pemPath := filepath.Join(t.TempDir(), "ca.pem")
+	cert := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: src.Certificate().Raw})
+	if err := os.WriteFile(pemPath, cert, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SSL_CERT_FILE", pemPath) // inherited by the castmeshd processes
+
+	pc := startCluster(t, 3)
+	pullStream(t, pc.procs[1], src.URL+"/tls.mp4", "vod/tls.mp4")
+	for _, p := range pc.procs {
+		waitEdge(t, p, "vod/tls.mp4", sum, 5*time.Second, pc)
+	}
+	// Without the certificate trusted, the pull is refused with the reason.
+	t.Setenv("SSL_CERT_FILE", filepath.Join(t.TempDir(), "empty.pem"))
+	os.WriteFile(os.Getenv("SSL_CERT_FILE"), nil, 0o644)
+	p := pc.procs[0]
+	p.stop()
+	p.start()
+	pc.waitHealthy(15 * time.Second)
+	code, env := curlAPI(t, p, "admin", password, "pullStream", "uri="+src.URL+"/untrusted.mp4 localStreamName=vod/untrusted.mp4")
+	if code != 200 || env.Status != "FAIL" || !strings.Contains(env.Description, "certificate") {
+		t.Fatalf("untrusted https source: HTTP %d %s %q, want FAIL naming the certificate", code, env.Status, env.Description)
 	}
 }
 
