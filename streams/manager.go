@@ -686,7 +686,13 @@ func (m *Manager) Statuses() []Status {
 // Ready reports whether this node carries every stream it should; when
 // not, it says which stream is missing and why.
 func (m *Manager) Ready() (bool, string) {
-	for _, s := range m.opts.FSM.List() {
+	// After a restart the set is empty until raft replays it: a node that
+	// has not seen as far as before may be missing streams it will carry.
+	list, at := m.opts.FSM.ListAt()
+	if seen := m.opts.Store.Seen(); at < seen {
+		return false, fmt.Sprintf("replaying the stream set after a restart (at index %d of %d)", at, seen)
+	}
+	for _, s := range list {
 		st := m.state(s.Name, s.ConfigID).snapshot(s.Name)
 		switch st.Current.State {
 		case StateActive, StateExcluded, StateLive, StateOffline:

@@ -102,6 +102,13 @@ func (s *Store) CatchUp(applied uint64) (bool, error) {
 	return true, nil
 }
 
+// Seen is the highest Raft index CatchUp has recorded, across restarts.
+func (s *Store) Seen() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.seen
+}
+
 // Copy returns the complete copy of name, if this node has one.
 func (s *Store) Copy(name string) (Copy, bool) {
 	s.mu.RLock()
