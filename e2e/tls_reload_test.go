@@ -1,0 +1,150 @@
+package e2e
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// selfSigned writes a certificate for 127.0.0.1 and its key as PEM files.
+func selfSigned(t *testing.T, dir string) (certPath, keyPath string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "castmesh e2e"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, BasicConstraintsValid: true, IsCA: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPath, keyPath = filepath.Join(dir, "api.pem"), filepath.Join(dir, "api.key")
+	os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
+	return certPath, keyPath
+}
+
+// With tls_cert and tls_key the API proxy is HTTPS: clients and peers use
+// it that way (peers pull through it), plain HTTP is not answered, and
+// listconfig works against it.
+func TestProcessesAPIOverTLS(t *testing.T) {
+	requireTool(t, "curl")
+	certPath, keyPath := selfSigned(t, t.TempDir())
+	t.Setenv("SSL_CERT_FILE", certPath) // the nodes and listconfig trust it
+	pc := startCluster(t, 3)
+	for _, p := range pc.procs {
+		p.stop()
+		b, err := os.ReadFile(p.config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := strings.Replace(string(b), "[api]\n", "[api]\ntls_cert = \""+certPath+"\"\ntls_key = \""+keyPath+"\"\n", 1)
+		os.WriteFile(p.config, []byte(cfg), 0o644)
+	}
+	for _, p := range pc.procs {
+		p.start()
+	}
+	pc.waitHealthy(15 * time.Second)
+
+	n2 := pc.procs[1]
+	api := strings.Replace(n2.apiURL(), "http://", "https://", 1)
+	src := newSource(t, 64<<10)
+	params := base64.StdEncoding.EncodeToString([]byte("uri=" + src.URL + "/t.mp4 localStreamName=vod/t.mp4"))
+	req, _ := http.NewRequest(http.MethodGet, api+"/pullStream?params="+params, nil)
+	req.SetBasicAuth("admin", password)
+	resp, err := http.DefaultClient.Do(req) // trusts SSL_CERT_FILE too
+	if err != nil {
+		t.Fatal(err)
+	}
+	var env envelope
+	json.NewDecoder(resp.Body).Decode(&env)
+	resp.Body.Close()
+	if env.Status != "SUCCESS" {
+		t.Fatalf("pullStream over https: %d %s %s", resp.StatusCode, env.Status, env.Description)
+	}
+	for _, p := range pc.procs {
+		waitEdge(t, p, "vod/t.mp4", src.sum, 5*time.Second, pc)
+	}
+
+	// Plain HTTP to the TLS port gets no API answer.
+	if resp, err := http.Get(n2.apiURL() + "/version"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Fatalf("plain HTTP on the TLS API port answered %d", resp.StatusCode)
+		}
+	}
+
+	cmd := exec.Command(filepath.Join(binDir, "listconfig"), "--api", strings.Replace(pc.procs[2].apiURL(), "http://", "https://", 1), "--user", "admin")
+	cmd.Env = append(os.Environ(), "CASTMESH_PASSWORD="+password)
+	out, err := cmd.CombinedOutput()
+	if err != nil || strings.Count(string(out), "active") != 3 {
+		t.Fatalf("listconfig over https: %v\n%s", err, out)
+	}
+}
+
+// SIGHUP with a broken file keeps the running config and says what is
+// wrong, with file, line and key; the node keeps serving.
+func TestProcessesBadReloadKeepsRunning(t *testing.T) {
+	requireTool(t, "curl")
+	pc := startCluster(t, 1)
+	p := pc.procs[0]
+	src := newSource(t, 16<<10)
+	pullStream(t, p, src.URL+"/r.mp3", "r.mp3")
+	waitEdge(t, p, "r.mp3", src.sum, 5*time.Second, pc)
+
+	good, err := os.ReadFile(p.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := strings.Replace(string(good), "[edge]\n", "[edge]\nport_number = 80\n", 1)
+	os.WriteFile(p.config, []byte(bad), 0o644)
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	line := strings.Count(bad[:strings.Index(bad, "port_number")], "\n") + 1
+	want := []string{"reload failed; keeping the running config", "node.toml", "port_number"}
+	waitFor(t, 5*time.Second, "the reload error in the log", func() bool {
+		log := p.logTail()
+		for _, w := range want {
+			if !strings.Contains(log, w) {
+				return false
+			}
+		}
+		return strings.Contains(log, ":"+strconv.Itoa(line))
+	}, pc.logs)
+	for _, l := range strings.Split(p.logTail(), "\n") {
+		if strings.Contains(l, "reload failed") {
+			t.Log(l)
+		}
+	}
+	pc.waitHealthy(5 * time.Second)
+	waitEdge(t, p, "r.mp3", src.sum, 2*time.Second, pc)
+
+	// A good file again reloads.
+	os.WriteFile(p.config, good, 0o644)
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, 5*time.Second, "config reloaded", func() bool { return strings.Contains(p.logTail(), "config reloaded") }, pc.logs)
+}
