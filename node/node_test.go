@@ -48,12 +48,19 @@ func testConfig(name, dir string) config.Config {
 	return cfg
 }
 
-func newTestCluster(t *testing.T, n int) *testCluster {
+func newTestCluster(t *testing.T, n int) *testCluster { return newTestClusterWith(t, n, nil) }
+
+// newTestClusterWith is newTestCluster with tweak applied to node i's
+// config before it starts.
+func newTestClusterWith(t *testing.T, n int, tweak func(i int, cfg *config.Config)) *testCluster {
 	t.Helper()
 	tc := &testCluster{t: t}
 	for i := range n {
 		cfg := testConfig("n"+strconv.Itoa(i+1), filepath.Join(t.TempDir(), "data"))
 		cfg.Cluster.BootstrapExpect = n
+		if tweak != nil {
+			tweak(i, &cfg)
+		}
 		if i > 0 {
 			cfg.Cluster.Join = []string{tc.nodes[0].Cluster().Self().Addr}
 		}

@@ -12,10 +12,7 @@ import (
 // whose destination_ems_apiproxies entry says enable = false pull from it,
 // and a node with plugin_switch = "disabled" neither pulls nor is pulled.
 func TestReplicationSwitches(t *testing.T) {
-	tc := &testCluster{t: t}
-	for i := range 3 {
-		cfg := testConfig([]string{"n1", "n2", "n3"}[i], t.TempDir())
-		cfg.Cluster.BootstrapExpect = 3
+	tc := newTestClusterWith(t, 3, func(i int, cfg *config.Config) {
 		switch i {
 		case 0: // n1 does not replicate to n2
 			peer := config.DefaultPeer()
@@ -24,19 +21,7 @@ func TestReplicationSwitches(t *testing.T) {
 		case 2:
 			cfg.StreamLoadBalancer.PluginSwitch = "disabled"
 		}
-		if i > 0 {
-			cfg.Cluster.Join = []string{tc.nodes[0].Cluster().Self().Addr}
-		}
-		tc.cfgs = append(tc.cfgs, cfg)
-		tc.nodes = append(tc.nodes, nil)
-		tc.start(i)
-	}
-	t.Cleanup(func() {
-		for _, nd := range tc.nodes {
-			nd.Close()
-		}
 	})
-	tc.waitLeader()
 	n1, n2, n3 := tc.nodes[0], tc.nodes[1], tc.nodes[2]
 	src := newSource(t, 64<<10)
 
