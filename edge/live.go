@@ -4,19 +4,16 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/castmesh/castmesh/shaping"
 )
 
-// liveBurst is how much of a live stream a new viewer gets at once, so that
-// a player starts playing immediately (Icecast's burst-on-connect).
-const liveBurst = 5 * time.Second
-
-// writeTimeout drops a viewer that has not taken a unit for this long.
-const writeTimeout = 20 * time.Second
-
 // serveLive relays a live stream: the header (fMP4 init segment), a burst
-// of the recent units (burst long) starting at a key unit, then the units
-// as they come.
-func (s *Server) serveLive(w http.ResponseWriter, r *http.Request, name string, burst time.Duration) {
+// of the recent units (burst long, the vhost's or the rule's boost)
+// starting at a key unit, then the units as they come. A live stream is
+// paced by its source, so it is not throttled; the session, vhost and node
+// caps still hold it.
+func (s *Server) serveLive(w http.ResponseWriter, r *http.Request, name string, burst time.Duration, vh *vhost) {
 	v, err := s.opts.Streams.OpenLive(name, burst)
 	if err != nil {
 		s.error(w, http.StatusNotFound, "not found")
@@ -31,18 +28,42 @@ func (s *Server) serveLive(w http.ResponseWriter, r *http.Request, name string, 
 	h.Set("Content-Type", v.ContentType)
 	h.Set("Cache-Control", "no-cache, no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
-	s.requests.WithLabelValues(http.StatusText(http.StatusOK)).Inc()
+	s.m.requests.WithLabelValues(http.StatusText(http.StatusOK)).Inc()
 	if r.Method == http.MethodHead {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
+	vh.m.active.Inc()
+	defer vh.m.active.Dec()
+	sess := vh.group.NewSession(shaping.Policy{}, vh.sessionCap)
+	defer sess.Close()
 	rc := http.NewResponseController(w)
+	defer rc.SetWriteDeadline(time.Time{})
 	write := func(b []byte) bool {
-		rc.SetWriteDeadline(time.Now().Add(writeTimeout))
-		if _, err := w.Write(b); err != nil {
+		for len(b) > 0 {
+			n, err := sess.Next(r.Context(), int64(len(b))) // at once unless a cap holds it
+			if err != nil {
+				return false
+			}
+			rc.SetWriteDeadline(time.Now().Add(s.writeTimeout))
+			wrote, err := w.Write(b[:n])
+			vh.m.bytes.Add(float64(wrote))
+			if err != nil {
+				if isTimeout(err) {
+					vh.m.dropped.Inc()
+					s.log.Info("live viewer stalled: dropped", "vhost", vh.name, "stream", name, "timeout", s.writeTimeout.String())
+				}
+				return false
+			}
+			b = b[n:]
+		}
+		if err := rc.Flush(); err != nil {
+			if isTimeout(err) {
+				vh.m.dropped.Inc()
+			}
 			return false
 		}
-		return rc.Flush() == nil
+		return true
 	}
 	for first := true; ; first = false {
 		u, err := v.Next(r.Context())

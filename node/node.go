@@ -6,11 +6,13 @@ package node
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -24,6 +26,7 @@ import (
 	"github.com/castmesh/castmesh/cluster"
 	"github.com/castmesh/castmesh/config"
 	"github.com/castmesh/castmesh/edge"
+	"github.com/castmesh/castmesh/shaping"
 	"github.com/castmesh/castmesh/streams"
 )
 
@@ -38,6 +41,8 @@ type Node struct {
 	cluster   *cluster.Cluster
 	manager   *streams.Manager
 	directory *apiproxy.Directory
+	viewers   *edge.Server
+	pacer     *shaping.Pacer
 
 	servers   []*http.Server
 	apiURL    string
@@ -65,6 +70,13 @@ func New(cfg config.Config, log *slog.Logger) (n *Node, err error) {
 		}
 	}()
 
+	// The vhosts' rules files are read before anything listens: a node
+	// never starts on a throttling.txt it cannot parse.
+	edgeCfg, err := edge.LoadConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
+
 	apiLn, err := listen(cfg.Node.BindAddr, cfg.API.EWSPort, cfg.API.TLSCert, cfg.API.TLSKey)
 	if err != nil {
 		return nil, fmt.Errorf("api listener: %w", err)
@@ -75,6 +87,14 @@ func New(cfg config.Config, log *slog.Logger) (n *Node, err error) {
 		return nil, fmt.Errorf("edge listener: %w", err)
 	}
 	cleanup = append(cleanup, func() { edgeLn.Close() })
+	var edgeTLSLn net.Listener
+	if cfg.Edge.TLSPort != 0 {
+		trusted := func() []string { return n.viewers.TrustedProxies() } // set before anything accepts
+		if edgeTLSLn, err = listenEdgeTLS(cfg, trusted, n.log); err != nil {
+			return nil, fmt.Errorf("edge https listener: %w", err)
+		}
+		cleanup = append(cleanup, func() { edgeTLSLn.Close() })
+	}
 	var ingestLn net.Listener
 	if cfg.Ingest.SourcePassword != "" {
 		if ingestLn, err = listen(cfg.Node.BindAddr, cfg.Ingest.Port, "", ""); err != nil {
@@ -169,10 +189,17 @@ func New(cfg config.Config, log *slog.Logger) (n *Node, err error) {
 		Logger:   n.log,
 		Registry: reg,
 	})
-	viewers := edge.New(edge.Options{Streams: n.manager, Health: n.Health, Logger: n.log, Registry: reg})
+	n.pacer = shaping.NewPacer(shaping.PacerConfig{NodeCap: edgeCfg.NodeTrafficCap, MaxGrantsPerSec: pacerGrantBudget(n.log)})
+	cleanup = append(cleanup, n.pacer.Close)
+	n.viewers = edge.New(edge.Options{Streams: edge.ManagerStreams(n.manager), Health: n.Health, Logger: n.log, Registry: reg, Config: edgeCfg, Pacer: n.pacer})
 
 	n.serve(apiLn, api)
-	n.serve(edgeLn, viewers)
+	// Trusted balancers may open edge connections with a PROXY protocol
+	// header; the listener looks for one only on their connections.
+	n.serve(edge.NewProxyListener(edgeLn, n.viewers.TrustedProxies, n.log), n.viewers)
+	if edgeTLSLn != nil {
+		n.serve(edgeTLSLn, n.viewers)
+	}
 	if ingestLn != nil {
 		n.serve(ingestLn, streams.NewIngestHandler(n.manager, cfg.Ingest.SourceUser, cfg.Ingest.SourcePassword))
 		n.ingestURL = "http://" + meta.Ingest
@@ -214,6 +241,50 @@ func listen(host string, p int, cert, key string) (net.Listener, error) {
 	return tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}), nil
 }
 
+// listenEdgeTLS opens the HTTPS viewer listener (edge.tls_port), asking
+// viewers for a certificate signed by edge.client_ca when it is set. The
+// PROXY protocol header of a trusted balancer comes before the TLS
+// handshake, so that listener is beneath TLS.
+func listenEdgeTLS(cfg config.Config, trusted func() []string, log *slog.Logger) (net.Listener, error) {
+	pair, err := tls.LoadX509KeyPair(cfg.Edge.TLSCert, cfg.Edge.TLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("tls certificate: %w", err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+	if cfg.Edge.ClientCA != "" {
+		pem, err := os.ReadFile(cfg.Edge.ClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("edge.client_ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("edge.client_ca %s: no PEM certificate in it", cfg.Edge.ClientCA)
+		}
+		tc.ClientCAs, tc.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.Node.BindAddr, strconv.Itoa(cfg.Edge.TLSPort)))
+	if err != nil {
+		return nil, err
+	}
+	return tls.NewListener(edge.NewProxyListener(ln, trusted, log), tc), nil
+}
+
+// pacerGrantBudget reads CASTMESH_PACER_MAX_GRANTS_PER_SEC, a benchmark
+// knob for shaping.PacerConfig.MaxGrantsPerSec (0: the default; negative:
+// never lengthen the grant period). See shaping/DESIGN.md.
+func pacerGrantBudget(log *slog.Logger) float64 {
+	v := os.Getenv("CASTMESH_PACER_MAX_GRANTS_PER_SEC")
+	if v == "" {
+		return 0
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		log.Warn("CASTMESH_PACER_MAX_GRANTS_PER_SEC is not a number; using the default", "value", v)
+		return 0
+	}
+	return f
+}
+
 func port(ln net.Listener) string { return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port) }
 
 func addrOf(host string, ln net.Listener) string {
@@ -247,7 +318,14 @@ func (n *Node) Health() (bool, string) {
 // switches take effect at once; keys that need a restart are named in a
 // warning and keep their running values.
 func (n *Node) Reload(cfg config.Config) error {
+	// Rules files are re-read first: one that does not parse fails the
+	// reload, and the running rules (and everything else) stay.
+	edgeCfg, err := edge.LoadConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("edge: %w", err)
+	}
 	n.directory.Update(cfg)
+	n.viewers.Apply(edgeCfg)
 	old := n.cfg
 	var restart []string
 	if cfg.Node != old.Node {
@@ -262,6 +340,12 @@ func (n *Node) Reload(cfg config.Config) error {
 	if cfg.StreamLoadBalancer.PluginSwitch != old.StreamLoadBalancer.PluginSwitch {
 		restart = append(restart, "stream_load_balancer.plugin_switch")
 	}
+	oe, ne := old.Edge, cfg.Edge
+	if oe.Port != ne.Port || oe.TLSPort != ne.TLSPort || oe.TLSCert != ne.TLSCert || oe.TLSKey != ne.TLSKey || oe.ClientCA != ne.ClientCA {
+		restart = append(restart, "edge listeners (port, tls_port, tls_cert, tls_key, client_ca)")
+	}
+	// What the edge applied in place is the running config now.
+	n.cfg.Edge.VHosts, n.cfg.Edge.TrustedProxies, n.cfg.Edge.NodeTrafficCap = cfg.Edge.VHosts, cfg.Edge.TrustedProxies, cfg.Edge.NodeTrafficCap
 	if len(restart) > 0 {
 		n.log.Warn("config reloaded; these settings change only on restart", "keys", restart)
 	}
@@ -298,6 +382,7 @@ func (n *Node) Close() error {
 			s.Close()
 		}
 		n.manager.Close()
+		n.pacer.Close()
 		err = n.cluster.Close()
 		n.wg.Wait()
 		close(n.done)
