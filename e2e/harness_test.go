@@ -99,6 +99,9 @@ type proc struct {
 	cmd     *exec.Cmd
 	logPath string
 	exited  chan struct{}
+	// extraConfig is appended to the written node.toml, after [edge]'s
+	// port: more [edge] keys, then tables such as [edge.vhosts.NAME].
+	extraConfig string
 }
 
 func (p *proc) apiURL() string  { return fmt.Sprintf("http://%s:%d/apiproxy", p.host, p.api) }
@@ -170,7 +173,7 @@ source_password = "%[12]s"
 
 [edge]
 port = %[10]d
-`, p.name, filepath.Join(p.dir, "data"), p.gossip, port(), join, len(procs), p.api, password, p.ingest, p.edge, p.host, sourcePassword)
+`, p.name, filepath.Join(p.dir, "data"), p.gossip, port(), join, len(procs), p.api, password, p.ingest, p.edge, p.host, sourcePassword) + p.extraConfig
 		if err := os.WriteFile(p.config, []byte(cfg), 0o644); err != nil {
 			t.Fatal(err)
 		}
