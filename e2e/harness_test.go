@@ -196,6 +196,9 @@ func (p *proc) start() {
 	}
 	p.cmd = exec.Command(argv[0], argv[1:]...)
 	p.cmd.Stdout, p.cmd.Stderr = log, log
+	// A test binary that dies (timeout, SIGQUIT) takes its nodes with it
+	// rather than leaving them running on the machine.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {
 		p.t.Fatal(err)
 	}
