@@ -37,6 +37,8 @@ type delivery struct {
 	started   bool             // counted as an active session
 	sess      *shaping.Session // boost and pacing of the media data
 	deadlines bool             // a write deadline was set
+	deadline  time.Time        // the write deadline set last
+	lr        io.LimitedReader // the chunk being sent (kept: no allocation per chunk)
 	flushed   bool             // a write reached the socket whole (headers included)
 	sent      int64            // body bytes written
 	dropped   bool             // ended by the write timeout
@@ -209,7 +211,7 @@ func (d *delivery) paced(s *shaping.Session, off, n int64) (int64, error) {
 	if !d.flushed {
 		// Next may wait (a paced session with no boost, a cap): send the
 		// response header now, so the viewer knows at once what comes.
-		d.setDeadline()
+		d.setDeadline(true)
 		if err := d.rc.Flush(); err != nil {
 			if isTimeout(err) {
 				d.stalled()
@@ -256,8 +258,9 @@ func (d *delivery) sendFile(off, n int64) (int64, error) {
 			// the socket or is a stall.
 			part = min(part, firstWrite)
 		}
-		lr := &io.LimitedReader{R: f, N: part}
-		d.setDeadline()
+		lr := &d.lr
+		*lr = io.LimitedReader{R: f, N: part}
+		d.setDeadline(!d.flushed)
 		var w int64
 		if d.rf != nil {
 			w, err = d.rf.ReadFrom(lr)
@@ -269,7 +272,8 @@ func (d *delivery) sendFile(off, n int64) (int64, error) {
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				if w > 0 && d.flushed {
-					continue // slow, not stalled
+					d.deadline = time.Time{} // slow, not stalled: a new deadline
+					continue
 				}
 				d.stalled()
 			}
@@ -300,7 +304,7 @@ func (d *delivery) sendStream(src io.Reader) (int64, error) {
 		}
 		r, rerr := io.ReadFull(src, buf[:grant])
 		if r > 0 {
-			d.setDeadline()
+			d.setDeadline(false)
 			w, err := d.w.Write(buf[:r])
 			done += int64(w)
 			d.count(int64(w))
@@ -320,8 +324,18 @@ func (d *delivery) sendStream(src io.Reader) (int64, error) {
 	}
 }
 
-func (d *delivery) setDeadline() {
-	if d.rc.SetWriteDeadline(time.Now().Add(d.s.writeTimeout)) == nil {
+// setDeadline makes sure the write about to start has most of the write
+// timeout: a paced session writes every second or so, and setting the
+// deadline on each write was 7 % of a paced node's CPU, so it is renewed
+// only when a quarter of it has passed. A viewer that takes nothing is so
+// dropped after 3/4 to all of the write timeout.
+func (d *delivery) setDeadline(force bool) {
+	now := time.Now()
+	if !force && d.deadline.Sub(now) > d.s.writeTimeout*3/4 {
+		return
+	}
+	d.deadline = now.Add(d.s.writeTimeout)
+	if d.rc.SetWriteDeadline(d.deadline) == nil {
 		d.deadlines = true
 	}
 }

@@ -34,14 +34,18 @@ type PacerConfig struct {
 	// means fewer wake-ups and writes, a shorter one smoother windows.
 	ChunkPeriod time.Duration
 	// MaxGrantsPerSec is the number of grants a second over all paced
-	// sessions beyond which the pacer lengthens their period (in whole
-	// ticks, up to 1 s) instead of granting more often. Each grant is a
+	// sessions beyond which the pacer lengthens their period (to 1/4,
+	// 1/3, 1/2 or 1 s, so that each second of a session holds whole
+	// grants; a session takes a new period up between two of its
+	// seconds) instead of granting more often. Each grant is a
 	// wake-up and a write (a sendfile), and writes are what a paced node
 	// spends its CPU on: 9,000 sessions at 16 KiB/s over loopback cost
 	// 50 % of a core with 220 ms grants and 15 % with ~1 s grants (nginx:
 	// ~10 %). Default 10,000: up to 2,200 paced sessions get ChunkPeriod,
 	// 10,000 get 1 s, as nginx's limit_rate does; the rate stays exact
-	// (within half a grant), but 1 s windows then reach 2 × the rate.
+	// (within half a grant) and each second from a session's start
+	// carries the rate's bytes, but sliding 1 s windows then reach 2 ×
+	// the rate.
 	// Negative: no bound, always ChunkPeriod. Sessions held back by a
 	// binding cap are granted every Tick, or every few ticks by the same
 	// bound, taking turns.
@@ -240,7 +244,7 @@ func (p *Pacer) tick(now int64) bool {
 	// whole second of cap at once.
 	capSec := min(float64(dt)/1e9, max(4*p.tickSec, 0.2))
 	nodeCap := p.nodeCap.load()
-	p.period.store(p.grantPeriod(p.paced, p.chunkSec))
+	p.period.store(p.pacedPeriod(p.paced))
 	ents := p.ents[:0]
 	for _, g := range p.groups {
 		gcap := g.cap.load()
@@ -311,6 +315,30 @@ func (p *Pacer) clip(ents []entry, budget float64) {
 	for i := range ents {
 		ents[i].a = min(ents[i].a, level)
 	}
+}
+
+// pacedPeriods are the grant periods longer than ChunkPeriod a paced
+// session may get: whole fractions of a second, so that each second of a
+// session (counted from the end of its boost) holds whole grants, the same
+// bytes every second.
+var pacedPeriods = [...]float64{1.0 / 4, 1.0 / 3, 1.0 / 2, 1}
+
+// pacedPeriod is the grant period of n paced sessions: ChunkPeriod, or the
+// shortest of pacedPeriods that keeps them within MaxGrantsPerSec.
+func (p *Pacer) pacedPeriod(n int) float64 {
+	if p.cfg.MaxGrantsPerSec <= 0 {
+		return p.chunkSec
+	}
+	per := float64(n) / p.cfg.MaxGrantsPerSec
+	if per <= p.chunkSec {
+		return p.chunkSec
+	}
+	for _, q := range pacedPeriods {
+		if q >= per && q > p.chunkSec {
+			return q
+		}
+	}
+	return max(p.chunkSec, maxPeriod.Seconds())
 }
 
 // grantPeriod is how long n sessions wait between grants so that they make
@@ -471,9 +499,9 @@ type Session struct {
 	accrued     float64 // bytes credited since pacing (after the boost) started
 	nextAt      float64 // the accrued figure at which the next paced grant is due; < 0: not placed yet
 	gridChunk   float64 // the chunk the grid was placed for
+	gridOrigin  float64 // the accrued figure the grid counts its chunks from
 	advance     float64 // credit still to give ahead of the rate (< 0: to hold back), see placeGridLocked
 	base        float64 // this tick's accrual at the rate, before advance and bounds
-	gradual     bool    // the advance is a move of the grid, given a little at a time
 	waiting     bool    // Next is blocked
 	want        int64   // the max of the blocked Next
 	closed      bool
@@ -671,7 +699,7 @@ func (s *Session) takeLocked(limit int64) int64 {
 	if s.credit < 1 && s.boostLeft == 0 && !math.IsInf(s.rate, 1) && s.thr <= 1 {
 		// A paced grant was taken whole: the next is due at the next
 		// boundary of the grid (see setThresholdLocked).
-		s.nextAt = s.nextBoundary()
+		s.nextAt = s.nextGrantLocked()
 		s.thr = math.Inf(1)
 	}
 	return n
@@ -697,18 +725,12 @@ func (s *Session) demandLocked(now int64, burst float64, capped bool) float64 {
 		// tick's worth for a viewer that is not taking it: a late reader
 		// must not burst far above the rate. A late tick (a starved
 		// scheduler) is made up for, up to half a second.
-		bound := s.p.chunk(rate) + rate*min(max(elapsed, s.p.tickSec), max(s.p.tickSec, 0.5))
+		bound := s.chunkLocked(rate) + rate*min(max(elapsed, s.p.tickSec), max(s.p.tickSec, 0.5))
 		s.base = rate * elapsed
 		if s.boostLeft == 0 {
 			s.placeGridLocked(rate)
 		}
-		step := s.advance
-		if s.gradual {
-			// A change of period moves the grid by at most a tenth of
-			// the rate at a time.
-			step = min(max(step, -s.base/10), s.base/10)
-		}
-		d = min(s.base+step, bound-s.credit)
+		d = min(s.base+s.advance, bound-s.credit)
 	}
 	if s.boostLeft > 0 {
 		d = min(d, s.boostLeft)
@@ -747,7 +769,7 @@ func (s *Session) grantLocked(now int64, a float64, contended bool) {
 		// cap), so pacing goes straight on: no advance, and the boost
 		// bytes not yet taken count towards the first grant.
 		c := s.p.chunk(s.rate)
-		s.gridChunk, s.advance, s.gradual = c, 0, false
+		s.gridChunk, s.gridOrigin, s.advance = c, 0, 0
 		s.accrued = s.credit
 		s.nextAt = s.nextBoundary()
 	}
@@ -766,8 +788,9 @@ func (s *Session) grantLocked(now int64, a float64, contended bool) {
 // whole number of chunks (a chunk is a period's worth), on the tick nearest
 // that moment. Grants so fall half a period after each whole period of
 // pacing, away from the edges of the 1 s windows a viewer measures from
-// its start, and the grid keeps its phase when the period changes. Until a
-// grant is taken whole, what is credited may be taken.
+// its start; a new period is taken up between two such seconds
+// (nextGrantLocked). Until a grant is taken whole, what is credited may be
+// taken.
 //
 // A session held back by a cap takes what it got each tick (or every few
 // ticks, see MaxGrantsPerSec), which keeps the group's output smooth; a
@@ -792,7 +815,7 @@ func (s *Session) setThresholdLocked(a float64, contended bool) {
 	case math.IsInf(rate, 1):
 		s.thr = min(max(a/2, minChunk/2), minChunk)
 	case s.boostLeft > 0: // a boost under the session cap
-		s.thr = max(p.chunk(rate)-rate*p.tickSec/2, 1)
+		s.thr = max(s.chunkLocked(rate)-rate*p.tickSec/2, 1)
 	case s.thr <= 1:
 		// A grant is due and not yet taken whole.
 	default:
@@ -803,37 +826,76 @@ func (s *Session) setThresholdLocked(a float64, contended bool) {
 		} else {
 			// Not due; but more than a chunk waiting (left over from a
 			// boost, or a reader that fell behind) always goes.
-			s.thr = p.chunk(rate) + h
+			s.thr = s.chunkLocked(rate) + h
 		}
 	}
 }
 
-// placeGridLocked places (or moves, when the chunk changed) the grid of
-// paced grants: a grant is due whenever the credit since pacing started
-// reaches a whole number of chunks, and half a chunk is credited ahead of
-// the rate. So grants come half a period after each whole period of pacing
-// and carry a chunk each, and the bytes sent stay within half a chunk of
-// rate × time, early or late: a viewer measuring its rate over 60 s sees at
-// most ±½ chunk / 60 s. When the period changes the advance follows it, so
-// the grid keeps its phase. p.mu is held (the chunk depends on the period).
+// placeGridLocked places the grid of paced grants when pacing starts: a
+// grant is due whenever the credit since pacing started reaches a whole
+// number of chunks, and half a chunk is credited ahead of the rate. So
+// grants come half a period after each whole period of pacing and carry a
+// chunk each, and the bytes sent stay within half a chunk of rate × time,
+// early or late: a viewer measuring its rate over 60 s sees at most
+// ±½ chunk / 60 s. A change of the period is taken up later, between two
+// seconds of the session (nextGrantLocked).
 func (s *Session) placeGridLocked(rate float64) {
-	c := s.p.chunk(rate)
-	switch {
-	case s.nextAt < 0:
-		s.gridChunk, s.nextAt, s.advance, s.gradual = c, c, c/2, false
-	case c != s.gridChunk:
-		s.advance += (c - s.gridChunk) / 2
-		s.gridChunk, s.gradual = c, true
-		s.nextAt = s.nextBoundary()
+	if s.nextAt < 0 {
+		c := s.p.chunk(rate)
+		s.gridChunk, s.nextAt, s.advance = c, c, c/2
 	}
+}
+
+// chunkLocked is the session's grant: its grid's chunk once pacing has
+// started, else what the pacer's period gives.
+func (s *Session) chunkLocked(rate float64) float64 {
+	if s.gridChunk > 0 && rate == s.rate {
+		return s.gridChunk
+	}
+	return s.p.chunk(rate)
+}
+
+// nextGrantLocked returns where the next paced grant is due, after the
+// one at s.nextAt was taken whole.
+//
+// The period (the chunk) follows the pacer's, which lengthens and
+// shortens with the number of sessions (MaxGrantsPerSec), but a session
+// takes a new one up only between its seconds: after the last grant of
+// one second of pacing and before the first of the next, with the half
+// chunk of advance of the new grid given (or held back) at once. Each of
+// the session's seconds then carries the grants of one period, a whole
+// number of them (the periods beyond ChunkPeriod divide a second), and
+// the same bytes, rate × 1 s, however the load changes; the second where
+// the grid changes carries at most half an old chunk more or less.
+// Moving the grid mid-second instead would bunch grants: 1.4 × the rate
+// in a viewer's seconds while 10,000 sessions ramp up.
+func (s *Session) nextGrantLocked() float64 {
+	next := s.nextBoundary()
+	c, c2 := s.gridChunk, s.p.chunk(s.rate)
+	if c2 == c || math.IsInf(s.rate, 1) {
+		return next
+	}
+	// Credit counts half a chunk of advance: the grant just due stands
+	// for the bytes of rate × time up to half a chunk before it.
+	sec := s.rate // the bytes of one second
+	this, after := math.Floor((s.nextAt-c/2)/sec), math.Floor((next-c/2)/sec)
+	if this == after {
+		return next // the next grant is in the same second
+	}
+	// The next grant would open a new second: switch to the new chunk,
+	// its grid counted from the start of that second.
+	start := after * sec
+	s.advance += (c2 - c) / 2
+	s.gridChunk, s.gridOrigin = c2, start
+	return start + c2
 }
 
 // nextBoundary is the next point of the grid above what was credited, or
 // within half a tick of it (counting an advance not yet credited).
 func (s *Session) nextBoundary() float64 {
-	c := s.gridChunk
+	c, o := s.gridChunk, s.gridOrigin
 	x := s.accrued + s.advance + s.rate*s.p.tickSec/2
-	return (math.Floor(x/c) + 1) * c
+	return o + (math.Floor((x-o)/c)+1)*c
 }
 
 // waterLevel returns the max-min fair level L for demands d under budget:

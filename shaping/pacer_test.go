@@ -651,7 +651,8 @@ func binsFrom(log []sample, from, to int64) []int64 {
 // TestPacerGrantBudget: with more sessions than MaxGrantsPerSec allows at
 // ChunkPeriod, grants come less often (here once a second, as nginx's
 // limit_rate), the rate stays exact, and each second from a viewer's start
-// still carries one grant (grants fall mid-second).
+// carries the rate's bytes, also while the period changes as sessions come
+// and go (a session takes a new period up between its seconds).
 func TestPacerGrantBudget(t *testing.T) {
 	p, clk := newFakePacer(PacerConfig{MaxGrantsPerSec: 1000})
 	g := p.NewGroup("www", 0)
@@ -681,16 +682,16 @@ func TestPacerGrantBudget(t *testing.T) {
 			}
 		}
 		// Sessions that began when the period was shorter too: the grid
-		// followed the period, a tenth of the rate at a time.
+		// followed the period, between the session's seconds.
 		if behind, ahead := maxDrift(v, rate, v.pacedAt+int64(10*time.Second)); behind > 0.56*rate || ahead > 0.53*rate {
 			t.Fatalf("session %d: up to %.0f bytes behind and %.0f ahead of the rate", i, behind, ahead)
 		}
-		// (Once the period has settled: while it grew from ChunkPeriod to
-		// 1 s, grants grew as well.)
-		for k, b := range binsFrom(v.log, v.pacedAt+int64(10*time.Second), v.pacedAt+int64(60*time.Second)) {
-			// One grant: a period's worth, ± the half tick by which a grant
-			// may come early or late (and the jitter).
-			if float64(b) > 1.1*rate {
+		// Every second from the end of the boost, the period growing from
+		// ChunkPeriod to 1 s included: the rate's bytes, give or take half
+		// a ChunkPeriod grant where the grid changed and the half tick by
+		// which a grant may come early or late.
+		for k, b := range binsFrom(v.log, v.pacedAt+1, v.pacedAt+int64(60*time.Second)) {
+			if float64(b) > 1.15*rate || (k > 0 && float64(b) < 0.85*rate) {
 				t.Fatalf("session %d: second %d from its start carries %.3f × the rate", i, k, float64(b)/rate)
 			}
 		}
@@ -706,13 +707,26 @@ func TestPacerGrantBudget(t *testing.T) {
 			t.Fatalf("session %d: %.2f grants a second", i, perSec)
 		}
 	}
-	// Fewer sessions: back to ChunkPeriod.
+	// Fewer sessions: back to ChunkPeriod, and no second bunches the
+	// grants of both periods.
 	for _, v := range vs[100:] {
 		v.s.Close()
 	}
-	run(p, clk, vs[:100], time.Second, 50*time.Millisecond, 0, nil)
+	from := clk.now()
+	run(p, clk, vs[:100], 5*time.Second, 50*time.Millisecond, 2*time.Millisecond, rng)
 	if p.period.load() != p.chunkSec {
 		t.Fatalf("period %v s with 100 sessions, want ChunkPeriod", p.period.load())
+	}
+	for i, v := range vs[:100] {
+		start := v.pacedAt + 1 + (from-v.pacedAt)/int64(time.Second)*int64(time.Second) // the session's second when the others left
+		for k, b := range binsFrom(v.log, start, clk.now()) {
+			if float64(b) > 1.15*rate {
+				t.Fatalf("session %d: second %d after the others left carries %.3f × the rate", i, k, float64(b)/rate)
+			}
+		}
+		if w := float64(maxWindow(v.log, from+int64(2*time.Second), time.Second)) / rate; w > 1.2 {
+			t.Fatalf("session %d: a 1 s window of %.3f × the rate back at ChunkPeriod", i, w)
+		}
 	}
 }
 
