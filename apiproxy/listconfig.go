@@ -41,10 +41,13 @@ func (c *Client) Raw(ctx context.Context, command string) ([]byte, error) {
 	return io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 }
 
-// WriteTable prints lc for people: a row per stream and node.
+// WriteTable prints lc for people: a row per stream and node. Live
+// streams also show, per node, the bit rate, where the node receives the
+// stream from (the source on the origin, the origin elsewhere) and how far
+// it is behind the origin's live edge.
 func WriteTable(w io.Writer, lc ListConfig) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CONFIG\tSTREAM\tKIND\tSOURCE\tORIGIN\tNODE\tSTATE\tBYTES\tVIEWERS\tDETAIL")
+	fmt.Fprintln(tw, "CONFIG\tSTREAM\tKIND\tSOURCE\tORIGIN\tNODE\tSTATE\tBYTES\tVIEWERS\tKBPS\tUPSTREAM\tLAG\tDETAIL")
 	entries := append(append([]ConfigEntry{}, lc.Pull...), lc.Push...)
 	if len(entries) == 0 {
 		fmt.Fprintln(tw, "(no streams)")
@@ -65,7 +68,15 @@ func WriteTable(w io.Writer, lc ListConfig) error {
 			if st.Size > 0 && st.Bytes != st.Size {
 				bytes = fmt.Sprintf("%d/%d", st.Bytes, st.Size)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", head, n, st.Current.State, bytes, st.Viewers, oneLine(st.Current.Description))
+			kbps, lag, upstream := "-", "-", st.Upstream
+			if upstream == "" {
+				upstream = "-"
+			}
+			if st.Live != nil {
+				kbps = fmt.Sprintf("%.0f", st.Live.BitrateBPS/1000)
+				lag = fmt.Sprintf("%dms", st.Live.LagMS)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", head, n, st.Current.State, bytes, st.Viewers, kbps, upstream, lag, oneLine(st.Current.Description))
 		}
 	}
 	return tw.Flush()

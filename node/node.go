@@ -168,6 +168,7 @@ func New(cfg config.Config, log *slog.Logger) (n *Node, err error) {
 		Peers:      peers{n},
 		PeerClient: peerHTTP,
 		Logger:     n.log,
+		Registerer: reg,
 	})
 	n.manager.Run(n.cluster.Changes())
 	cleanup = append(cleanup, n.manager.Close)

@@ -52,6 +52,12 @@ type liveStream struct {
 	lagNS    atomic.Int64 // peers: how far behind the origin's live edge
 }
 
+// startSource prepares the relay for a new source session on this node:
+// its units are numbered above anything a peer may hold (see Rebase).
+func (ls *liveStream) startSource() {
+	ls.relay.Rebase(uint64(time.Now().UnixMicro()))
+}
+
 func (ls *liveStream) setFormat(contentType string, meta http.Header) {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
@@ -215,6 +221,7 @@ func (m *Manager) OpenIngest(ctx context.Context, name, contentType string, meta
 // when not nil, bounds each read so that a silent source is let go.
 func (in *Ingestion) Feed(ctx context.Context, body io.Reader, setDeadline func(time.Time) error) error {
 	defer in.Close()
+	in.ls.startSource()
 	in.st.set(StateLive, "source connected")
 	in.m.log.Info("source connected", "stream", in.s.Name)
 	err := in.m.feed(ctx, in.s.Name, in.ls, in.kind, io.TeeReader(body, countWriter{&in.st.bytes}), 30*time.Second, setDeadline)
@@ -261,6 +268,9 @@ func (m *Manager) runLiveTask(ctx context.Context, s Stream, st *streamState) {
 	ls := m.live(s)
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
+		if cur, ok := m.opts.FSM.Get(s.Name); !ok || cur.Origin != s.Origin || cur.ConfigID != s.ConfigID {
+			break // the reconciler starts the task for the new origin
+		}
 		var err error
 		start := time.Now()
 		if s.Origin == m.opts.Self {
@@ -280,6 +290,7 @@ func (m *Manager) runLiveTask(ctx context.Context, s Stream, st *streamState) {
 			break
 		}
 		st.set(StateReconnecting, fmt.Sprint(err))
+		m.log.Debug("live stream interrupted", "stream", s.Name, "origin", s.Origin, "err", err, "retry_in", backoff)
 		if time.Since(start) > 10*time.Second {
 			backoff = 100 * time.Millisecond
 		}
@@ -315,6 +326,7 @@ func (m *Manager) pullLive(ctx context.Context, s Stream, ls *liveStream, st *st
 		return ErrSourceBusy
 	}
 	defer ls.source.Store(false)
+	ls.startSource()
 	ls.setFormat(resp.Header.Get("Content-Type"), metaHeaders(resp.Header))
 	st.mu.Lock()
 	st.upstream = "source"
@@ -328,13 +340,18 @@ func (m *Manager) pullLive(ctx context.Context, s Stream, ls *liveStream, st *st
 }
 
 // relayFromOrigin copies the origin's relay into this node's, resuming
-// after the last unit received.
+// after the last unit received, from this origin or an earlier one: units
+// keep their origin's numbers on every node (see Unit.Seq).
 func (m *Manager) relayFromOrigin(ctx context.Context, s Stream, ls *liveStream, st *streamState) error {
 	p, ok := m.opts.Peers.Peer(s.Origin)
 	if !ok || !p.Alive {
 		return fmt.Errorf("origin %s is not reachable", s.Origin)
 	}
-	from := m.resumeFrom(s)
+	// The relay's next number is where to resume: units keep their
+	// origin's numbers, and a node that was an origin itself numbered its
+	// own above them. (Were this node's numbering ahead of the origin's,
+	// clocks being far apart, the origin answers from its live edge.)
+	from := ls.relay.NextSeq()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.StreamsURL+s.Name+"?from="+strconv.FormatUint(from, 10), nil)
 	if err != nil {
 		return err
@@ -358,25 +375,40 @@ func (m *Manager) relayFromOrigin(ctx context.Context, s Stream, ls *liveStream,
 	st.mu.Lock()
 	st.upstream = s.Origin
 	st.mu.Unlock()
+	m.log.Debug("relaying from the origin", "stream", s.Name, "origin", s.Origin, "from", from)
 	fr := newFrameReader(resp.Body)
-	// A ping comes at least every second; silence means a dead link.
-	alive := time.AfterFunc(5*time.Second, func() { resp.Body.Close() })
+	// The origin sends a ping every second when it has nothing else:
+	// silence for longer is a dead link (a cut, or a host gone without a
+	// reset), and closing the body ends the read.
+	alive := time.AfterFunc(relayIdle, func() { resp.Body.Close() })
 	defer alive.Stop()
 	for {
 		f, err := fr.next()
 		if err != nil {
 			return fmt.Errorf("relay from %s: %w", s.Origin, err)
 		}
-		alive.Reset(5 * time.Second)
+		alive.Reset(relayIdle)
 		st.bytes.Add(int64(len(f.data)))
 		switch f.typ {
 		case frameHeader:
 			ls.relay.SetHeader(append([]byte(nil), f.data...))
 		case frameUnit:
-			ls.relay.Publish(Unit{Data: append([]byte(nil), f.data...), Duration: f.dur, Key: f.key()})
+			if ls.source.Load() {
+				// A source feeds this node now: it has become the origin,
+				// and what the old one sends is at best an echo.
+				return errSourceHere
+			}
+			// The origin sends from the number asked for, or from its own
+			// live edge when that is lower: new units either way.
+			ls.relay.PublishAt(Unit{Data: append([]byte(nil), f.data...), Duration: f.dur, Key: f.key()}, f.seq)
 			ls.lastUnit.Store(time.Now().UnixNano())
-			ls.lagNS.Store(int64(f.edge - f.time - f.dur))
-			m.setResume(s, f.seq+1)
+			ls.lagNS.Store(int64(max(f.edge-f.time-f.dur, 0)))
+		case framePing:
+			if ls.relay.EdgeTime() == 0 {
+				break
+			}
+			// Nothing new at the origin: its edge is where this node is.
+			ls.lagNS.Store(0)
 		}
 		if f.sourceConnected() {
 			st.set(StateLive, "from "+s.Origin)
@@ -386,28 +418,11 @@ func (m *Manager) relayFromOrigin(ctx context.Context, s Stream, ls *liveStream,
 	}
 }
 
-// resumeFrom / setResume remember, per stream and origin, the next origin
-// sequence number to ask for.
-func (m *Manager) resumeFrom(s Stream) uint64 {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	r := m.resume[s.Name]
-	if r.origin != s.Origin {
-		return 0
-	}
-	return r.next
-}
+var errSourceHere = errors.New("a source feeds this node's relay now: not relaying from another node")
 
-func (m *Manager) setResume(s Stream, next uint64) {
-	m.mu.Lock()
-	m.resume[s.Name] = resumePoint{origin: s.Origin, next: next}
-	m.mu.Unlock()
-}
-
-type resumePoint struct {
-	origin string
-	next   uint64
-}
+// relayIdle is how long a peer waits for a frame before it takes its link
+// to the origin for dead: three missed pings.
+const relayIdle = 3 * time.Second
 
 // MediaTypeHeader carries a live stream's media type on the peer protocol.
 const MediaTypeHeader = "X-Castmesh-Media-Type"

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Cluster is what the Manager needs of the consensus layer.
@@ -56,6 +58,9 @@ type Options struct {
 	LiveClient *http.Client
 	Relay      RelayOptions
 	Logger     *slog.Logger
+	// Registerer, when set, gets the per-stream live metrics
+	// (castmesh_live_*).
+	Registerer prometheus.Registerer
 }
 
 // Manager is the reconciler that makes this node carry every stream of the
@@ -72,7 +77,6 @@ type Manager struct {
 	tasks  map[string]*task
 	states map[string]*streamState
 	lives  map[string]*liveStream
-	resume map[string]resumePoint
 	// committed is closed and replaced whenever a copy completes, so that
 	// WaitCopy can wait without polling.
 	committed chan struct{}
@@ -110,16 +114,19 @@ func NewManager(o Options) *Manager {
 		o.Relay = DefaultRelayOptions
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Manager{
+	m := &Manager{
 		opts: o, log: o.Logger.With("component", "streams"),
 		wake:      make(chan struct{}, 1),
 		tasks:     map[string]*task{},
 		states:    map[string]*streamState{},
 		lives:     map[string]*liveStream{},
-		resume:    map[string]resumePoint{},
 		committed: make(chan struct{}),
 		ctx:       ctx, cancel: cancel,
 	}
+	if o.Registerer != nil {
+		o.Registerer.MustRegister(newLiveCollector(m))
+	}
+	return m
 }
 
 func newTransport() *http.Transport {
@@ -151,10 +158,16 @@ func (m *Manager) Run(changes <-chan struct{}) {
 	}()
 }
 
-// Close stops every task and waits for them.
+// Close stops every task and waits for them, then ends every live stream
+// for its viewers and peers.
 func (m *Manager) Close() {
 	m.cancel()
 	m.wg.Wait()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, ls := range m.lives {
+		ls.relay.Close()
+	}
 }
 
 func (m *Manager) poke() {
@@ -673,10 +686,15 @@ func (m *Manager) Statuses() []Status {
 		if s.Kind == KindLive {
 			ls := m.live(s)
 			_, dropped, _, _ := ls.relay.Stats()
-			st.BitrateBPS, st.ViewersLagged = ls.relay.Bitrate(), dropped
+			live := &LiveStatus{BitrateBPS: ls.relay.Bitrate(), ViewersDropped: dropped}
 			if s.Origin != m.opts.Self {
-				st.LagMS = ls.lagNS.Load() / 1e6
+				lag := time.Duration(ls.lagNS.Load())
+				if last := ls.lastUnit.Load(); st.Current.State == StateReconnecting && last > 0 {
+					lag += time.Since(time.Unix(0, last))
+				}
+				live.LagMS = lag.Milliseconds()
 			}
+			st.Live = live
 		}
 		out = append(out, st)
 	}

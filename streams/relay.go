@@ -3,6 +3,7 @@ package streams
 import (
 	"context"
 	"errors"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,11 +12,17 @@ import (
 // Unit is one joinable piece of a live stream: an fMP4 fragment (moof+mdat)
 // or a run of whole MP3 frames.
 type Unit struct {
-	Seq      uint64        // position in the stream, assigned by the Relay
+	// Seq is the unit's position in the stream. It is the same on every
+	// node: the origin numbers the units and peers keep its numbers, so
+	// that a peer resuming after a cut, from the same origin or from a new
+	// one, asks for the next number and gets neither gaps nor duplicates.
+	// Numbers increase but may jump (a new source session, a lost stretch).
+	Seq      uint64
 	Time     time.Duration // stream time at the unit's start, assigned by the Relay
 	Data     []byte
 	Duration time.Duration
-	Key      bool // a viewer may start here (fMP4: starts with a sync sample; MP3: always)
+	Key      bool  // a viewer may start here (fMP4: starts with a sync sample; MP3: always)
+	At       int64 // when this node published it (unix ns), assigned by the Relay
 }
 
 // Relay errors.
@@ -49,10 +56,11 @@ type Relay struct {
 
 	mu       sync.Mutex
 	header   []byte
-	units    []Unit // oldest first; units[i].Seq == first+i
+	units    []Unit // oldest first, Seq increasing (not always by one)
 	bytes    int
 	buffered time.Duration
-	next     uint64        // Seq of the next unit published
+	next     uint64        // lowest Seq the next unit may have
+	kept     uint64        // lowest Seq not evicted: a reader below it lost units
 	end      time.Duration // stream time at the live edge
 	wake     chan struct{} // closed and replaced on every publish
 	closed   bool
@@ -89,16 +97,21 @@ func (r *Relay) Header() []byte {
 	return r.header
 }
 
-// Publish appends a unit and wakes the readers. u.Data must not be changed
-// afterwards: readers share it.
-func (r *Relay) Publish(u Unit) uint64 {
+// Publish appends a unit, numbered next, and wakes the readers. u.Data
+// must not be changed afterwards: readers share it.
+func (r *Relay) Publish(u Unit) uint64 { return r.PublishAt(u, 0) }
+
+// PublishAt is Publish with the number seq (a peer keeps its origin's
+// numbers). A seq below the next free number (0, or an origin whose
+// numbering is behind this relay's) gets the next free number instead.
+func (r *Relay) PublishAt(u Unit, seq uint64) uint64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
 		return 0
 	}
-	u.Seq, u.Time = r.next, r.end
-	r.next++
+	u.Seq, u.Time, u.At = max(seq, r.next), r.end, time.Now().UnixNano()
+	r.next = u.Seq + 1
 	r.end += u.Duration
 	r.units = append(r.units, u)
 	r.bytes += len(u.Data)
@@ -106,12 +119,31 @@ func (r *Relay) Publish(u Unit) uint64 {
 	for len(r.units) > 1 && (r.buffered-r.units[0].Duration >= r.opts.Window || r.bytes > r.opts.MaxBytes) {
 		r.bytes -= len(r.units[0].Data)
 		r.buffered -= r.units[0].Duration
+		r.kept = r.units[0].Seq + 1
 		r.units[0] = Unit{}
 		r.units = r.units[1:]
 	}
 	close(r.wake)
 	r.wake = make(chan struct{})
 	return u.Seq
+}
+
+// Rebase makes the next unit's number at least seq. A node that starts
+// feeding a relay from a source (a new origin, a source client that
+// reconnected) rebases to a clock-derived number, so that its numbers lie
+// above any a peer may hold from an earlier origin: a peer resuming from
+// it then gets its new units, never an older origin's numbers again.
+func (r *Relay) Rebase(seq uint64) {
+	r.mu.Lock()
+	r.next = max(r.next, seq)
+	r.mu.Unlock()
+}
+
+// NextSeq is the lowest number the next unit may have.
+func (r *Relay) NextSeq() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.next
 }
 
 // Close ends the stream for every reader.
@@ -187,19 +219,32 @@ func (r *Relay) NewReader(burst time.Duration) *RelayReader {
 	return &RelayReader{r: r, next: start}
 }
 
-// NewReaderFrom starts a reader at seq, for a peer resuming after a cut; it
-// starts at the oldest unit kept when seq is no longer buffered.
+// NewReaderFrom starts a reader at the first unit numbered seq or more, for
+// a peer resuming after a cut; it starts at the oldest unit kept when seq
+// is no longer buffered, and at the live edge when seq is beyond it.
 func (r *Relay) NewReaderFrom(seq uint64) *RelayReader {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.units) > 0 && seq < r.units[0].Seq {
-		seq = r.units[0].Seq
+	if seq < r.kept {
+		seq = r.kept
 	}
 	if seq > r.next || seq == 0 {
 		seq = r.next
 	}
 	r.readers.Add(1)
 	return &RelayReader{r: r, next: seq}
+}
+
+// at returns the index of the first unit numbered seq or more; len(units)
+// when there is none yet.
+func (r *Relay) at(seq uint64) int {
+	if n := len(r.units); n > 0 {
+		// Numbers mostly go up by one: try the direct index first.
+		if d := seq - r.units[0].Seq; seq >= r.units[0].Seq && d < uint64(n) && r.units[d].Seq == seq {
+			return int(d)
+		}
+	}
+	return sort.Search(len(r.units), func(i int) bool { return r.units[i].Seq >= seq })
 }
 
 // Header is what the reader must send before its first unit: the relay's
@@ -209,29 +254,16 @@ func (rd *RelayReader) Header() []byte { return rd.header }
 
 // Next returns the reader's next unit, waiting for it until ctx is done.
 func (rd *RelayReader) Next(ctx context.Context) (Unit, error) {
-	r := rd.r
 	for {
-		r.mu.Lock()
-		if len(r.units) > 0 && rd.next < r.units[0].Seq {
-			r.mu.Unlock()
-			r.dropped.Add(1)
-			rd.Close()
-			return Unit{}, ErrLagging
+		u, ok, err := rd.TryNext()
+		if ok || err != nil {
+			return u, err
 		}
-		if i := int(rd.next - r.next + uint64(len(r.units))); rd.next < r.next && i >= 0 {
-			u := r.units[i]
-			lagging := r.end-u.Time > r.opts.LagLimit
-			if !rd.started {
-				rd.started, rd.header = true, r.header
-			}
+		r := rd.r
+		r.mu.Lock()
+		if n := len(r.units); n > 0 && r.units[n-1].Seq >= rd.next {
 			r.mu.Unlock()
-			if lagging {
-				r.dropped.Add(1)
-				rd.Close()
-				return Unit{}, ErrLagging
-			}
-			rd.next++
-			return u, nil
+			continue // published meanwhile
 		}
 		if r.closed {
 			r.mu.Unlock()
@@ -246,6 +278,45 @@ func (rd *RelayReader) Next(ctx context.Context) (Unit, error) {
 		case <-wake:
 		}
 	}
+}
+
+// TryNext is Next without waiting: ok is false when no unit is there yet.
+func (rd *RelayReader) TryNext() (u Unit, ok bool, err error) {
+	r := rd.r
+	r.mu.Lock()
+	if rd.next < r.kept {
+		r.mu.Unlock()
+		return Unit{}, false, rd.lagged()
+	}
+	i := r.at(rd.next)
+	if i == len(r.units) {
+		closed := r.closed
+		r.mu.Unlock()
+		if closed {
+			rd.Close()
+			return Unit{}, false, ErrRelayClosed
+		}
+		return Unit{}, false, nil
+	}
+	u = r.units[i]
+	lagging := r.end-u.Time > r.opts.LagLimit
+	if !rd.started {
+		rd.started, rd.header = true, r.header
+	}
+	r.mu.Unlock()
+	if lagging {
+		return Unit{}, false, rd.lagged()
+	}
+	rd.next = u.Seq + 1
+	return u, true, nil
+}
+
+func (rd *RelayReader) lagged() error {
+	if !rd.done {
+		rd.r.dropped.Add(1)
+	}
+	rd.Close()
+	return ErrLagging
 }
 
 // Close stops counting the reader.

@@ -161,3 +161,55 @@ func BenchmarkRelayFanOut(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(delivered.Load()), "ns/delivery")
 	b.ReportMetric(float64(dropped), "dropped")
 }
+
+// Numbers jump when a new source session rebases the relay; readers and
+// resuming peers go across the jump, and a peer that is ahead of this relay
+// (it got a unit from the old origin that this node did not) gets only the
+// units published after the jump.
+func TestRelayRebaseAndNumberedPublish(t *testing.T) {
+	r := NewRelay(RelayOptions{Window: time.Hour})
+	for i := uint64(100); i < 110; i++ {
+		if got := r.PublishAt(unit(time.Second, true, fmt.Sprint(i)), i); got != i {
+			t.Fatalf("PublishAt(%d) = %d", i, got)
+		}
+	}
+	viewer := r.NewReaderFrom(108)
+	ahead := r.NewReaderFrom(111) // a peer that has 110 from the old origin
+	r.Rebase(1 << 40)
+	r.Rebase(5) // never goes back
+	r.Publish(unit(time.Second, true, "new"))
+	if got := r.PublishAt(unit(time.Second, true, "behind"), 3); got != 1<<40+1 {
+		t.Fatalf("a number below the next one became %d, want %d", got, 1<<40+1)
+	}
+	ctx := context.Background()
+	for _, want := range []string{"108", "109", "new", "behind"} {
+		if u, err := viewer.Next(ctx); err != nil || string(u.Data) != want {
+			t.Fatalf("viewer: %q %v, want %q", u.Data, err, want)
+		}
+	}
+	if u, err := ahead.Next(ctx); err != nil || string(u.Data) != "new" || u.Seq != 1<<40 {
+		t.Fatalf("peer ahead: %q seq %d %v, want the first unit after the jump", u.Data, u.Seq, err)
+	}
+	// A reader asking for a number inside the jump gets the first after it.
+	if u, _ := r.NewReaderFrom(500).Next(ctx); string(u.Data) != "new" {
+		t.Fatalf("resume inside the jump: %q", u.Data)
+	}
+}
+
+// A reader whose next unit was evicted lost data: it is dropped, even
+// when numbers jumped.
+func TestRelayEvictionDropsReaderAcrossJumps(t *testing.T) {
+	r := NewRelay(RelayOptions{Window: 2 * time.Second, LagLimit: time.Hour})
+	r.Publish(unit(time.Second, true, "a"))
+	rd := r.NewReaderFrom(1)
+	r.Rebase(1000)
+	for range 4 {
+		r.Publish(unit(time.Second, true, "x"))
+	}
+	if _, err := rd.Next(context.Background()); !errors.Is(err, ErrLagging) {
+		t.Fatalf("reader behind the evicted units: %v, want ErrLagging", err)
+	}
+	if _, dropped, _, _ := r.Stats(); dropped != 1 {
+		t.Fatalf("dropped %d", dropped)
+	}
+}

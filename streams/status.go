@@ -39,10 +39,19 @@ type Status struct {
 	Upstream string    `json:"upstream,omitempty"`
 	SHA256   string    `json:"sha256,omitempty"`
 
-	// Live streams only.
-	BitrateBPS    float64 `json:"bitrate_bps,omitempty"` // over the relay's buffer
-	LagMS         int64   `json:"lag_ms,omitempty"`      // behind the origin's live edge
-	ViewersLagged int64   `json:"viewers_dropped,omitempty"`
+	// Live is set for live streams only.
+	Live *LiveStatus `json:"live,omitempty"`
+}
+
+// LiveStatus is what a node reports of a live stream besides its state
+// (live, offline, reconnecting), viewers and upstream.
+type LiveStatus struct {
+	BitrateBPS float64 `json:"bitrate_bps"` // over the relay's buffer
+	// LagMS is how far this node is behind the origin's live edge: how
+	// much media the origin had that this node had not yet received, plus,
+	// while reconnecting, the time since the last unit. 0 on the origin.
+	LagMS          int64 `json:"lag_ms"`
+	ViewersDropped int64 `json:"viewers_dropped"` // readers dropped for lag
 }
 
 // streamState is the live, mutable form of Status.
