@@ -525,7 +525,15 @@ type LiveView struct {
 // Close stops counting the viewer.
 func (v *LiveView) Close() {
 	v.RelayReader.Close()
-	v.state.viewers.Add(-1)
+	if v.state != nil {
+		v.state.viewers.Add(-1)
+	}
+}
+
+// NewLiveView is a view of a relay that no Manager counts, for tests of
+// what serves viewers.
+func NewLiveView(r *Relay, burst time.Duration, contentType string, meta http.Header) *LiveView {
+	return &LiveView{RelayReader: r.NewReader(burst), ContentType: contentType, Meta: meta}
 }
 
 // OpenLive opens name's relay for a viewer, starting burst behind the live
