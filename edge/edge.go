@@ -178,6 +178,11 @@ func (s *Server) Apply(cfg *Config) {
 // protocol listener.
 func (s *Server) TrustedProxies() []string { return s.state.Load().cfg.TrustedProxies }
 
+// maxLiveBurst bounds a live viewer's burst: a relay drops a viewer that
+// is its lag limit behind the live edge, and a burst that long would start
+// the viewer dropped (STON's examples have 10 s boosts).
+var maxLiveBurst = streams.DefaultRelayOptions.LagLimit - 2*time.Second
+
 // HealthPath is the load balancer's health check.
 const HealthPath = "/health"
 
@@ -214,7 +219,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// A live stream has no file to take a rate from; its boost is
 		// the burst of recent data a new viewer gets at once.
 		pol := shaping.Decide(vh.settings, vh.rules, req, query, 0)
-		burst := time.Duration(vh.boostSeconds(pol) * float64(time.Second))
+		burst := min(time.Duration(vh.boostSeconds(pol)*float64(time.Second)), maxLiveBurst)
 		s.serveLive(w, r, name, burst, vh)
 		return
 	}

@@ -30,10 +30,13 @@ import (
 	"github.com/castmesh/castmesh/streams"
 )
 
-// fakeStreams serves files from disk as file streams, counting viewers.
+// fakeStreams serves files from disk as file streams, and relays as live
+// streams, counting viewers and noting the bursts asked for.
 type fakeStreams struct {
 	mu      sync.Mutex
 	files   map[string]string // stream name → path
+	live    map[string]*streams.Relay
+	bursts  []time.Duration
 	viewers int
 }
 
@@ -49,6 +52,9 @@ func (f *fakeStreams) add(name, path string) {
 func (f *fakeStreams) Stream(name string) (streams.Stream, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if _, ok := f.live[name]; ok {
+		return streams.Stream{Name: name, Kind: streams.KindLive}, true
+	}
 	_, ok := f.files[name]
 	return streams.Stream{Name: name, Kind: streams.KindFile}, ok
 }
@@ -73,8 +79,32 @@ func (f *fakeStreams) OpenCopy(name string) (*os.File, streams.Copy, func(), err
 		func() { f.mu.Lock(); f.viewers--; f.mu.Unlock() }, nil
 }
 
-func (f *fakeStreams) OpenLive(string, time.Duration) (*streams.LiveView, error) {
-	return nil, streams.ErrNotFound
+func (f *fakeStreams) OpenLive(name string, burst time.Duration) (*streams.LiveView, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r, ok := f.live[name]
+	if !ok {
+		return nil, streams.ErrNotFound
+	}
+	f.bursts = append(f.bursts, burst)
+	return streams.NewLiveView(r, burst, "audio/mpeg", nil), nil
+}
+
+// liveStream adds a live stream whose relay holds secs seconds of 1,000
+// bytes a second, in 100 ms units.
+func (f *fakeStreams) liveStream(t *testing.T, name string, secs int) *streams.Relay {
+	r := streams.NewRelay(streams.RelayOptions{Window: time.Duration(secs+5) * time.Second})
+	t.Cleanup(r.Close)
+	for range secs * 10 {
+		r.Publish(streams.Unit{Data: bytes.Repeat([]byte{'u'}, 100), Duration: 100 * time.Millisecond, Key: true})
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.live == nil {
+		f.live = map[string]*streams.Relay{}
+	}
+	f.live[name] = r
+	return r
 }
 
 // testEdge is an edge on a real socket (so sendfile and deadlines are the
@@ -220,7 +250,7 @@ func fetchTimed(t *testing.T, addr, path string, d time.Duration, header ...stri
 	}
 	tr := &timed{status: resp.Status, header: resp.Header}
 	buf := make([]byte, 64<<10)
-	for int64(len(tr.body)) < resp.ContentLength {
+	for resp.ContentLength < 0 || int64(len(tr.body)) < resp.ContentLength {
 		n, err := resp.Body.Read(buf)
 		if n > 0 {
 			tr.body = append(tr.body, buf[:n]...)
@@ -704,4 +734,82 @@ func openFiles(t *testing.T) int {
 		t.Skip("no /proc/self/fd")
 	}
 	return len(ents)
+}
+
+// TestLiveBurstIsTheBoost: a live viewer's burst is the boost of its vhost,
+// rule or query, and the vhost's cap holds live viewers too.
+func TestLiveBurstIsTheBoost(t *testing.T) {
+	te := newTestEdge(t, `
+[edge.vhosts.default]
+throttling = true
+unit = "kbps"
+bandwidth = 128
+boost = 3
+rules_file = "rules.txt"
+query_string = true
+[edge.vhosts.plain]
+hosts = ["plain.test"]
+boost = 6
+[edge.vhosts.capped]
+hosts = ["capped.test"]
+boost = 20
+traffic_cap = 0.016
+`, map[string]string{"rules.txt": "$HEADER[x-long], , , 8\n$HEADER[x-no], no\n"})
+	te.st.liveStream(t, "live/radio.mp3", 30)
+	for _, tc := range []struct {
+		name   string
+		host   string
+		header []string
+		query  string
+		want   time.Duration
+	}{
+		{"the vhost's boost", "", nil, "", 3 * time.Second},
+		{"a rule's boost", "", []string{"X-Long", "1"}, "", 8 * time.Second},
+		{"the query's boost", "", nil, "?myboost=5", 5 * time.Second},
+		{"no: the vhost's boost", "", []string{"X-No", "1"}, "", 3 * time.Second},
+		{"throttling off: the vhost's boost", "plain.test", nil, "", 6 * time.Second},
+		{"no longer than the relay keeps a viewer (its lag limit)", "", nil, "?myboost=30", maxLiveBurst},
+	} {
+		te.st.mu.Lock()
+		te.st.bursts = nil
+		te.st.mu.Unlock()
+		tr := fetchTimedHost(t, te.addr(), tc.host, "/live/radio.mp3"+tc.query, 400*time.Millisecond, tc.header...)
+		te.st.mu.Lock()
+		got := te.st.bursts
+		te.st.mu.Unlock()
+		if len(got) != 1 || got[0] != tc.want {
+			t.Errorf("%s: burst %v, want %v", tc.name, got, tc.want)
+		}
+		// 1,000 bytes a second of stream, at once.
+		if n := len(tr.body); n < int(tc.want.Seconds())*1000-100 || n > int(tc.want.Seconds())*1000+200 {
+			t.Errorf("%s: %d bytes at once, want about %d", tc.name, n, int(tc.want.Seconds())*1000)
+		}
+	}
+	// 0.016 Mbps = 2,000 B/s: a burst of 8,000 bytes takes 4 s.
+	tr := fetchTimedHost(t, te.addr(), "capped.test", "/live/radio.mp3", 1100*time.Millisecond)
+	if n := len(tr.body); n > 3500 || n < 1000 {
+		t.Errorf("capped live viewer: %d bytes in 1.1 s, want about 2,000", n)
+	}
+	waitUntil(t, func() bool { return te.counter("active", "capped") == 0 })
+	if te.counter("bytes", "capped") < float64(len(tr.body)) {
+		t.Errorf("live bytes not counted: %v", te.counter("bytes", "capped"))
+	}
+}
+
+// TestSampleConfigs: the commented sample configs load, rules file and
+// all.
+func TestSampleConfigs(t *testing.T) {
+	for _, path := range []string{"../testdata/configs/node.toml", "../testdata/configs/node.ini"} {
+		cfg, err := config.Load(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ec, err := LoadConfig(cfg)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		if ec.VHosts["www"].Rules.Len() == 0 {
+			t.Errorf("%s: the www vhost has no rules", path)
+		}
+	}
 }

@@ -57,6 +57,7 @@ type options struct {
 	wrkConns   int
 	wrkRuns    int
 	capN       int
+	rounds     int
 	capMeasure time.Duration
 	keep       bool
 	out        string
@@ -78,6 +79,7 @@ func main() {
 	flag.DurationVar(&o.wrkTime, "wrk-time", 10*time.Second, "each wrk run in (a)")
 	flag.IntVar(&o.wrkConns, "wrk-conns", 32, "wrk connections in (a)")
 	flag.IntVar(&o.wrkRuns, "wrk-runs", 5, "wrk runs per server in (a), alternating")
+	flag.IntVar(&o.rounds, "rounds", 2, "rounds of (b), nginx and castmesh alternating")
 	flag.IntVar(&o.capN, "cap-sessions", 300, "sessions under the vhost cap in (c)")
 	flag.DurationVar(&o.capMeasure, "cap-measure", 30*time.Second, "measurement of (c)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory")
@@ -607,31 +609,37 @@ func (b *bench) paced(t target) (*pacedResult, error) {
 }
 
 func (b *bench) partB(budgets []string) error {
-	ng, err := b.paced(b.nginxTarget())
-	if err != nil {
-		return err
-	}
-	var cms []*pacedResult
-	for i, budget := range budgets {
-		budget = strings.TrimSpace(budget)
-		if i > 0 {
-			if err := b.startCastmesh(budget); err != nil {
-				return err
-			}
-		}
-		label := "castmesh"
-		if budget != "default" {
-			label = "castmesh (grant budget " + budget + "/s)"
-		}
-		r, err := b.paced(b.castmeshTarget(label))
+	o := b.o
+	// Rounds alternate the servers, so that what else the machine does
+	// falls on both; the ratios use the medians.
+	var ngs []*pacedResult
+	cms := make([][]*pacedResult, len(budgets))
+	for round := range o.rounds {
+		ng, err := b.paced(b.nginxTarget())
 		if err != nil {
 			return err
 		}
-		r.GrantBudget = budget
-		cms = append(cms, r)
+		ngs = append(ngs, ng)
+		for i, budget := range budgets {
+			budget = strings.TrimSpace(budget)
+			if len(budgets) > 1 || round > 0 {
+				if err := b.startCastmesh(budget); err != nil {
+					return err
+				}
+			}
+			label := "castmesh"
+			if budget != "default" {
+				label = "castmesh (grant budget " + budget + "/s)"
+			}
+			r, err := b.paced(b.castmeshTarget(label))
+			if err != nil {
+				return err
+			}
+			r.GrantBudget = budget
+			cms[i] = append(cms[i], r)
+		}
 	}
-	o := b.o
-	fmt.Printf("(b) %d paced sessions at 16 KiB/s after a 64 KiB boost, each measured %v after its boost; client: pacedclient (own process, kernel receive timestamps)\n", o.sessions, o.measure)
+	fmt.Printf("(b) %d paced sessions at 16 KiB/s after a 64 KiB boost, each measured %v after its boost, %d round(s); client: pacedclient (own process, kernel receive timestamps)\n", o.sessions, o.measure, o.rounds)
 	fmt.Printf("    %-30s %6s %8s %6s %16s %16s %18s %18s %8s %8s %8s\n", "server", "CPU%", "KiB/ses", "failed", "rate err p1..p99", "rate err min..max", "win(start) p50/99/max", "win(slide) p50/99/max", "TTFBidle", "TTFBload", "TTFBramp")
 	row := func(r *pacedResult) {
 		c := r.Client
@@ -639,28 +647,44 @@ func (b *bench) partB(budgets []string) error {
 			r.Name, r.CPUPct, r.KBPerSess, c.Failed, c.RateErrPct.P1, c.RateErrPct.P99, c.RateErrPct.Min, c.RateErrPct.Max,
 			c.WinAligned.P50, c.WinAligned.P99, c.WinAligned.Max, c.WinSliding.P50, c.WinSliding.P99, c.WinSliding.Max, r.IdleTTFB.P99, c.ProbeTTFBms.P99, c.TTFBms.P99)
 	}
-	row(ng)
-	for _, r := range cms {
-		row(r)
-	}
-	fmt.Printf("    (win(start): largest bytes in a 1 s window counted from the session's boost end, as a multiple of the rate; win(slide): in any 1 s window; TTFB p99 over probes idle, probes under the load, and the sessions' own during the ramp)\n")
-	for _, r := range cms {
-		c := r.Client
-		ratio := r.CPUPct / ng.CPUPct
-		fmt.Printf("    %s: CPU / nginx = %.2f (target <= 1.5, stretch 1.0) %s; failed %d %s; rate p1..p99 within ±1%% %s; 1 s windows <= 1.25x: from the boost end %s, sliding %s; TTFB p99 idle %.2f ms < 10 %s, under load %.2f ms < 100 %s; memory %.1f KiB/session\n",
-			r.Name, ratio, verdict(ratio <= 1.5), c.Failed, verdict(c.Failed == 0),
-			verdict(math.Abs(c.RateErrPct.P1) <= 1 && math.Abs(c.RateErrPct.P99) <= 1),
-			verdict(c.WinAligned.Max <= 1.25), verdict(c.WinSliding.Max <= 1.25),
-			r.IdleTTFB.P99, verdict(r.IdleTTFB.P99 < 10), math.Max(c.ProbeTTFBms.P99, c.TTFBms.P99), verdict(math.Max(c.ProbeTTFBms.P99, c.TTFBms.P99) < 100), r.KBPerSess)
-		if c.Failed > 0 {
-			fmt.Printf("      failures: %v\n", c.FailedWhy)
+	for round := range o.rounds {
+		row(ngs[round])
+		for i := range budgets {
+			row(cms[i][round])
 		}
 	}
-	if ng.Client.Failed > 0 {
-		fmt.Printf("      nginx failures: %v\n", ng.Client.FailedWhy)
+	fmt.Printf("    (win(start): largest bytes in a 1 s window counted from the session's boost end, as a multiple of the rate; win(slide): in any 1 s window; TTFB p99 over probes idle, probes under the load, and the sessions' own during the ramp)\n")
+	cpu := func(rs []*pacedResult) float64 {
+		var v []float64
+		for _, r := range rs {
+			v = append(v, r.CPUPct)
+		}
+		return median(v)
+	}
+	ngCPU := cpu(ngs)
+	for i := range budgets {
+		ratio := cpu(cms[i]) / ngCPU
+		for _, r := range cms[i] {
+			c := r.Client
+			load := math.Max(c.ProbeTTFBms.P99, c.TTFBms.P99)
+			fmt.Printf("    %s: failed %d %s; rate p1..p99 within ±1%% %s; 1 s windows <= 1.25x: from the boost end %s, sliding %s; TTFB p99 idle %.2f ms < 10 %s, under load %.2f ms < 100 %s; memory %.1f KiB/session (nginx %.1f)\n",
+				r.Name, c.Failed, verdict(c.Failed == 0),
+				verdict(math.Abs(c.RateErrPct.P1) <= 1 && math.Abs(c.RateErrPct.P99) <= 1),
+				verdict(c.WinAligned.Max <= 1.25), verdict(c.WinSliding.Max <= 1.25),
+				r.IdleTTFB.P99, verdict(r.IdleTTFB.P99 < 10), load, verdict(load < 100), r.KBPerSess, ngs[0].KBPerSess)
+			if c.Failed > 0 {
+				fmt.Printf("      failures: %v\n", c.FailedWhy)
+			}
+		}
+		fmt.Printf("    %s: median CPU / nginx's = %.1f%% / %.1f%% = %.2f (target <= 1.5, stretch 1.0) %s\n", cms[i][0].Name, cpu(cms[i]), ngCPU, ratio, verdict(ratio <= 1.5))
+	}
+	for _, ng := range ngs {
+		if ng.Client.Failed > 0 {
+			fmt.Printf("      nginx failures: %v\n", ng.Client.FailedWhy)
+		}
 	}
 	fmt.Println()
-	b.results["b"] = map[string]any{"nginx": ng, "castmesh": cms}
+	b.results["b"] = map[string]any{"nginx": ngs, "castmesh": cms}
 	if len(budgets) > 1 {
 		// Leave the default budget running for (c) and (d).
 		return b.startCastmesh(strings.TrimSpace(budgets[0]))
