@@ -813,3 +813,25 @@ func TestSampleConfigs(t *testing.T) {
 		}
 	}
 }
+
+// TestNodeCapAcrossVHosts: node_traffic_cap holds over every vhost, shared
+// fairly between their sessions.
+func TestNodeCapAcrossVHosts(t *testing.T) {
+	// 0.32 Mbps = 40,000 B/s for the node; neither vhost has a cap.
+	te := newTestEdge(t, "[edge]\nnode_traffic_cap = 0.32\n[edge.vhosts.default]\n[edge.vhosts.b]\nhosts = [\"b.test\"]\n", nil)
+	te.file("vod/a.bin", "", 1<<20)
+	var wg sync.WaitGroup
+	got := make([]int, 2)
+	for i, host := range []string{"", "b.test"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tr := fetchTimedHost(t, te.addr(), host, "/vod/a.bin", 1300*time.Millisecond)
+			got[i] = tr.bytesBy(1200*time.Millisecond) - tr.bytesBy(200*time.Millisecond)
+		}()
+	}
+	wg.Wait()
+	if sum := got[0] + got[1]; sum < 34000 || sum > 46000 || got[0] < 14000 || got[1] < 14000 {
+		t.Errorf("node cap 40,000 B/s over two vhosts: %v bytes in a second", got)
+	}
+}

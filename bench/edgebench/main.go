@@ -615,6 +615,13 @@ func (b *bench) partB(budgets []string) error {
 	var ngs []*pacedResult
 	cms := make([][]*pacedResult, len(budgets))
 	for round := range o.rounds {
+		if round > 0 {
+			// A fresh nginx: its workers keep the memory of the last round.
+			b.nginx.stop()
+			if err := b.startNginx(); err != nil {
+				return err
+			}
+		}
 		ng, err := b.paced(b.nginxTarget())
 		if err != nil {
 			return err
