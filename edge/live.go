@@ -37,13 +37,19 @@ var liveIdleCheck = 10 * time.Second
 // starting at a key unit, then the units as they come. A live stream is
 // paced by its source, so it is not throttled; the session, vhost and node
 // caps still hold it.
+//
+// On HTTP/1.x the viewer's connection is taken over after the response
+// header and this handler returns: net/http's per-connection state (its
+// buffers, the request, the serving goroutine's stack) is freed, and one
+// small goroutine per viewer remains. It ends when the stream ends (the
+// stream manager closes its relays when it stops), when the viewer hangs
+// up, stalls past the write timeout or falls behind the relay's lag limit.
 func (s *Server) serveLive(w http.ResponseWriter, r *http.Request, name string, burst time.Duration, vh *vhost) {
 	v, err := s.opts.Streams.OpenLive(name, burst)
 	if err != nil {
 		s.error(w, http.StatusNotFound, "not found")
 		return
 	}
-	defer v.Close()
 	h := w.Header()
 	for k, vals := range v.Meta {
 		// Icecast listeners read the station's name and genre from icy-*.
@@ -54,97 +60,134 @@ func (s *Server) serveLive(w http.ResponseWriter, r *http.Request, name string, 
 	h.Set("X-Content-Type-Options", "nosniff")
 	s.m.requests.WithLabelValues(http.StatusText(http.StatusOK)).Inc()
 	if r.Method == http.MethodHead {
+		v.Close()
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	vh.m.active.Inc()
-	defer vh.m.active.Dec()
-	sess := vh.group.NewSession(shaping.Policy{}, vh.sessionCap)
-	defer sess.Close()
-
 	out, err := newLiveOutput(w, r)
 	if err != nil {
+		v.Close()
 		return
 	}
-	defer out.close()
-	ctx := r.Context()
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	var (
-		bufs  net.Buffers
-		first = true
-	)
+	lv := &liveViewer{s: s, v: v, out: out, vh: vh, name: name,
+		sess: vh.group.NewSession(shaping.Policy{}, vh.sessionCap)}
+	vh.m.active.Inc()
+	if out.conn != nil {
+		go lv.run(context.Background())
+		return
+	}
+	lv.run(r.Context()) // the ResponseWriter is only good until we return
+}
+
+// liveViewer is one viewer's session of a live stream.
+type liveViewer struct {
+	s    *Server
+	v    *streams.LiveView
+	out  *liveOutput
+	vh   *vhost
+	sess *shaping.Session
+	name string
+
+	timer *time.Timer
+	bufs  [][]byte // the batch; its array is reused
+}
+
+func (lv *liveViewer) run(ctx context.Context) {
+	defer func() {
+		lv.out.close()
+		lv.sess.Close()
+		lv.v.Close()
+		lv.vh.m.active.Dec()
+	}()
+	lv.timer = time.NewTimer(time.Hour)
+	defer lv.timer.Stop()
+	first := true
 	for {
-		u, err := s.nextLive(ctx, v, out)
+		u, err := lv.next(ctx)
 		if err != nil {
 			return
 		}
-		bufs = bufs[:0]
+		batch := lv.bufs[:0]
 		size := 0
-		if hdr := v.Header(); first && len(hdr) > 0 {
-			bufs, size = append(bufs, hdr), len(hdr)
+		if hdr := lv.v.Header(); first && len(hdr) > 0 {
+			batch, size = append(batch, hdr), len(hdr)
 		}
 		first = false
-		bufs, size = append(bufs, u.Data), size+len(u.Data)
+		batch, size = append(batch, u.Data), size+len(u.Data)
 		// Let the units that come within liveBatch of this one join it.
-		if wait := time.Until(time.Unix(0, u.At).Add(liveBatch)); wait > 0 {
-			timer.Reset(wait)
-			select {
-			case <-ctx.Done():
-				return
-			case <-timer.C:
-			}
+		if wait := time.Until(time.Unix(0, u.At).Add(liveBatch)); wait > 0 && !lv.sleep(ctx, wait) {
+			return
 		}
 		for size < liveMaxWrite {
-			u, ok, err := v.TryNext()
+			u, ok, err := lv.v.TryNext()
 			if err != nil {
 				return // dropped for lag, or the stream ended
 			}
 			if !ok {
 				break
 			}
-			bufs, size = append(bufs, u.Data), size+len(u.Data)
+			batch, size = append(batch, u.Data), size+len(u.Data)
 		}
-		if !s.writeLive(ctx, out, sess, vh, name, bufs, size) {
+		ok := lv.write(ctx, batch, size)
+		clear(batch) // the relay may drop these units: do not hold them
+		lv.bufs = batch[:0]
+		if !ok {
 			return
 		}
 	}
 }
 
-// nextLive waits for the viewer's next unit. While the stream sends
-// nothing it checks now and then that the viewer is still there: on a
-// taken-over connection nothing else would notice.
-func (s *Server) nextLive(ctx context.Context, v *streams.LiveView, out *liveOutput) (streams.Unit, error) {
+// next waits for the viewer's next unit. While the stream sends nothing it
+// checks now and then that the viewer is still there: on a taken-over
+// connection nothing else would notice.
+func (lv *liveViewer) next(ctx context.Context) (streams.Unit, error) {
 	for {
-		wctx, cancel := context.WithTimeout(ctx, liveIdleCheck)
-		u, err := v.Next(wctx)
-		cancel()
-		if !errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
+		u, ok, err := lv.v.TryNext()
+		if ok || err != nil {
 			return u, err
 		}
-		if out.gone() {
-			return streams.Unit{}, errViewerGone
+		lv.timer.Reset(liveIdleCheck)
+		select {
+		case <-ctx.Done():
+			return streams.Unit{}, ctx.Err()
+		case <-lv.v.Ready():
+		case <-lv.timer.C:
+			if lv.out.gone() {
+				return streams.Unit{}, errViewerGone
+			}
 		}
+	}
+}
+
+func (lv *liveViewer) sleep(ctx context.Context, d time.Duration) bool {
+	lv.timer.Reset(d)
+	select {
+	case <-ctx.Done():
+		return false
+	case <-lv.timer.C:
+		return true
 	}
 }
 
 var errViewerGone = errors.New("the viewer closed the connection")
 
-// writeLive sends size bytes of bufs within the session's caps.
-func (s *Server) writeLive(ctx context.Context, out *liveOutput, sess *shaping.Session, vh *vhost, name string, bufs net.Buffers, size int) bool {
+// write sends size bytes of bufs within the session's caps.
+func (lv *liveViewer) write(ctx context.Context, bufs [][]byte, size int) bool {
 	for size > 0 {
-		n, err := sess.Next(ctx, int64(size)) // at once unless a cap holds it
+		n, err := lv.sess.Next(ctx, int64(size)) // at once unless a cap holds it
 		if err != nil {
 			return false
 		}
-		var chunk net.Buffers
-		chunk, bufs = splitBuffers(bufs, int(n))
-		wrote, err := out.write(chunk, time.Now().Add(s.writeTimeout))
-		vh.m.bytes.Add(float64(wrote))
+		chunk := net.Buffers(bufs)
+		if int(n) < size {
+			chunk, bufs = splitBuffers(bufs, int(n))
+		}
+		wrote, err := lv.out.write(chunk, time.Now().Add(lv.s.writeTimeout))
+		lv.vh.m.bytes.Add(float64(wrote))
 		if err != nil {
 			if isTimeout(err) {
-				vh.m.dropped.Inc()
-				s.log.Info("live viewer stalled: dropped", "vhost", vh.name, "stream", name, "timeout", s.writeTimeout.String())
+				lv.vh.m.dropped.Inc()
+				lv.s.log.Info("live viewer stalled: dropped", "vhost", lv.vh.name, "stream", lv.name, "timeout", lv.s.writeTimeout.String())
 			}
 			return false
 		}

@@ -280,6 +280,20 @@ func (rd *RelayReader) Next(ctx context.Context) (Unit, error) {
 	}
 }
 
+// Ready returns a channel that is closed once the reader has a unit to
+// take (or the relay ended), for callers that wait on other things too.
+func (rd *RelayReader) Ready() <-chan struct{} {
+	r := rd.r
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if n := len(r.units); r.closed || rd.next < r.kept || n > 0 && r.units[n-1].Seq >= rd.next {
+		return closedChan
+	}
+	return r.wake
+}
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
 // TryNext is Next without waiting: ok is false when no unit is there yet.
 func (rd *RelayReader) TryNext() (u Unit, ok bool, err error) {
 	r := rd.r
