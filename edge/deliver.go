@@ -208,7 +208,7 @@ func (d *delivery) sendData(off, n int64) (int64, error) {
 }
 
 func (d *delivery) paced(s *shaping.Session, off, n int64) (int64, error) {
-	if !d.flushed {
+	if !d.flushed && (s.Throttled() || d.capped()) {
 		// Next may wait (a paced session with no boost, a cap): send the
 		// response header now, so the viewer knows at once what comes.
 		d.setDeadline(true)

@@ -835,3 +835,33 @@ func TestNodeCapAcrossVHosts(t *testing.T) {
 		t.Errorf("node cap 40,000 B/s over two vhosts: %v bytes in a second", got)
 	}
 }
+
+// TestRulesFilePath: a relative rules_file is found beside the config, or
+// else in the working directory; a missing one is an error naming it.
+func TestRulesFilePath(t *testing.T) {
+	confDir, cwd := t.TempDir(), t.TempDir()
+	conf := filepath.Join(confDir, "node.toml")
+	os.WriteFile(conf, []byte("[edge.vhosts.default]\nrules_file = \"rules.txt\"\n"), 0o644)
+	os.WriteFile(filepath.Join(cwd, "rules.txt"), []byte("$HEADER[x-cwd], no\n"), 0o644)
+	t.Chdir(cwd)
+	load := func() (*Config, error) {
+		cfg, err := config.Load(conf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return LoadConfig(cfg)
+	}
+	ec, err := load()
+	if err != nil || ec.VHosts["default"].Rules.Len() != 1 {
+		t.Fatalf("from the working directory: %v", err)
+	}
+	os.WriteFile(filepath.Join(confDir, "rules.txt"), []byte("$HEADER[x-a], no\n$HEADER[x-b], no\n"), 0o644)
+	if ec, err = load(); err != nil || ec.VHosts["default"].Rules.Len() != 2 {
+		t.Fatalf("beside the config: %v", err)
+	}
+	os.Remove(filepath.Join(confDir, "rules.txt"))
+	os.Remove(filepath.Join(cwd, "rules.txt"))
+	if _, err := load(); err == nil || !strings.Contains(err.Error(), filepath.Join(confDir, "rules.txt")) {
+		t.Fatalf("missing rules file: %v", err)
+	}
+}

@@ -1,7 +1,10 @@
 package edge
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"sort"
 
@@ -36,8 +39,8 @@ type VHostConfig struct {
 
 // LoadConfig reads what the edge needs from a validated config, including
 // every vhost's rules_file. A relative rules_file is taken from the
-// directory of the config file (the process's working directory when there
-// is no file). A rules file that does not parse is an error naming its
+// directory of the config file, or, when it is not there, from the
+// process's working directory. A rules file that does not parse is an error naming its
 // path, line and column (a *shaping.SyntaxError); the node must not start
 // on it, and a reload keeps what it had.
 func LoadConfig(c config.Config) (*Config, error) {
@@ -70,6 +73,13 @@ func LoadConfig(c config.Config) (*Config, error) {
 		}
 		if v.RulesFile != "" {
 			vc.RulesFile = RulesPath(c.Source, v.RulesFile)
+			if _, err := os.Stat(vc.RulesFile); errors.Is(err, fs.ErrNotExist) {
+				// Not beside the config: as written, from the working
+				// directory, if it is there.
+				if _, err := os.Stat(v.RulesFile); err == nil {
+					vc.RulesFile = v.RulesFile
+				}
+			}
 			rules, err := shaping.LoadRules(vc.RulesFile)
 			if err != nil {
 				return nil, fmt.Errorf("edge.vhosts.%s.rules_file: %w", name, err)
