@@ -3,9 +3,13 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,8 +21,9 @@ const (
 	mp4Sample  = "../cmd/castmeshd/sample/sample.mp4"
 )
 
-// startSource runs ffmpeg as a source client until the test ends.
-func startSource(t *testing.T, args ...string) {
+// startSource runs ffmpeg as a source client until the test ends or the
+// returned stop is called.
+func startSource(t *testing.T, args ...string) (stop func()) {
 	ffmpeg := requireTool(t, "ffmpeg")
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, ffmpeg, append([]string{"-hide_banner", "-loglevel", "error", "-nostdin", "-re", "-stream_loop", "-1"}, args...)...)
@@ -27,13 +32,55 @@ func startSource(t *testing.T, args ...string) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); cmd.Wait() }) }
 	t.Cleanup(func() {
-		cancel()
-		cmd.Wait()
+		stop()
 		if t.Failed() {
 			t.Logf("source ffmpeg stderr: %s", stderr.String())
 		}
 	})
+	return stop
+}
+
+// liveEntry is what the live tests read of listconfig --json.
+type liveEntry struct {
+	LocalStreamName string `json:"localStreamName"`
+	Kind            string `json:"kind"`
+	Origin          string `json:"origin"`
+	Nodes           map[string]struct {
+		Current struct {
+			State string `json:"state"`
+		} `json:"current"`
+		Viewers  int64  `json:"viewers"`
+		Upstream string `json:"upstream"`
+		Live     *struct {
+			BitrateBPS float64 `json:"bitrate_bps"`
+			LagMS      int64   `json:"lag_ms"`
+		} `json:"live"`
+	} `json:"nodes"`
+}
+
+func liveConfig(t *testing.T, p *proc, name string) (liveEntry, bool) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, "listconfig"), "--json", "--api", p.apiURL(), "--user", "admin")
+	cmd.Env = append(os.Environ(), "CASTMESH_PASSWORD="+password)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("listconfig --json: %v", err)
+	}
+	var lc struct {
+		Data struct{ Pull, Push []liveEntry } `json:"data"`
+	}
+	if err := json.Unmarshal(out, &lc); err != nil {
+		t.Fatalf("listconfig --json printed %s: %v", out, err)
+	}
+	for _, e := range append(lc.Data.Pull, lc.Data.Push...) {
+		if e.LocalStreamName == name {
+			return e, true
+		}
+	}
+	return liveEntry{}, false
 }
 
 // decodes has ffmpeg play d of url and reports its complaints.
@@ -67,7 +114,7 @@ func TestLivePushMP3AndFMP4ToEveryNode(t *testing.T) {
 	pc := startCluster(t, 3)
 	n1, n2 := pc.procs[0], pc.procs[1]
 
-	startSource(t, "-i", mp3Fixture, "-c", "copy", "-content_type", "audio/mpeg", "-f", "mp3", n1.sourceURL("icecast", "live/radio.mp3"))
+	stopRadio := startSource(t, "-i", mp3Fixture, "-c", "copy", "-content_type", "audio/mpeg", "-f", "mp3", n1.sourceURL("icecast", "live/radio.mp3"))
 	startSource(t, "-i", mp4Sample, "-c", "copy", "-f", "mp4", "-movflags", "frag_keyframe+empty_moov+default_base_moof",
 		"-content_type", "video/mp4", "-method", "PUT", n2.sourceURL("http", "live/tv.mp4"))
 	waitLive(t, pc, "live/radio.mp3")
@@ -94,6 +141,40 @@ func TestLivePushMP3AndFMP4ToEveryNode(t *testing.T) {
 		"-content_type", "audio/mpeg", "-f", "mp3", pc.procs[2].sourceURL("icecast", "live/radio.mp3")).CombinedOutput()
 	if err == nil {
 		t.Errorf("a second source on live/radio.mp3 was accepted: %s", out)
+	}
+
+	// The source goes away and comes back on another node: that node
+	// becomes the origin, the others switch to it, viewers decode, and
+	// the source's ice-* headers reach the viewers as icy-*.
+	stopRadio()
+	n3 := pc.procs[2]
+	startSource(t, "-i", mp3Fixture, "-c", "copy", "-content_type", "audio/mpeg", "-ice_name", "castmesh e2e", "-f", "mp3", n3.sourceURL("icecast", "live/radio.mp3"))
+	waitFor(t, 15*time.Second, "live/radio.mp3 to move to n3 and be live on every node", func() bool {
+		e, ok := liveConfig(t, n2, "live/radio.mp3")
+		if !ok || e.Origin != "n3" || len(e.Nodes) != 3 {
+			return false
+		}
+		for name, st := range e.Nodes {
+			want := "n3"
+			if name == "n3" {
+				want = "source"
+			}
+			if st.Current.State != "live" || st.Upstream != want || st.Live == nil || st.Live.BitrateBPS < 100e3 {
+				return false
+			}
+		}
+		return true
+	}, pc.logs)
+	resp, err := http.Get(n1.edgeURL() + "/live/radio.mp3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := resp.Header.Get("Icy-Name"); got != "castmesh e2e" {
+		t.Errorf("viewer on n1: Icy-Name %q, want the source's ice-name", got)
+	}
+	if err := decodes(t, n1.edgeURL()+"/live/radio.mp3", 4*time.Second); err != nil {
+		t.Error(err)
 	}
 
 	waitFor(t, 5*time.Second, "listconfig to show both pushed streams live on every node", func() bool {
@@ -243,3 +324,85 @@ func TestLivePulledSourceSurvivesOriginKill(t *testing.T) {
 		}
 	}
 }
+
+// A pulled live source of chunked fragmented MP4 (ffmpeg's own output,
+// sent with Transfer-Encoding: chunked) is found live and relayed; viewers
+// on every node decode it. The first connection is cut: keepAlive pulls
+// again.
+func TestLivePulledChunkedFMP4DecodesOnEveryNode(t *testing.T) {
+	ffmpeg := requireTool(t, "ffmpeg")
+	pc := startCluster(t, 3)
+	var served atomicCounter
+	src := serveOn(t, "127.0.0.1:0", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := served.add()
+		ctx, cancel := context.WithCancel(r.Context())
+		cmd := exec.CommandContext(ctx, ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin", "-re", "-stream_loop", "-1", "-i", mp4Sample,
+			"-c", "copy", "-f", "mp4", "-movflags", "frag_keyframe+empty_moov+default_base_moof", "pipe:1")
+		out, err := cmd.StdoutPipe()
+		if err != nil || cmd.Start() != nil {
+			cancel()
+			http.Error(w, "ffmpeg", 500)
+			return
+		}
+		defer cmd.Wait()
+		defer cancel() // first: stops ffmpeg, which Wait waits for
+		w.Header().Set("Content-Type", "video/mp4")
+		rc := http.NewResponseController(w)
+		buf := make([]byte, 16<<10)
+		var sent int
+		for {
+			k, err := out.Read(buf)
+			if k > 0 {
+				if _, werr := w.Write(buf[:k]); werr != nil {
+					return
+				}
+				rc.Flush()
+				sent += k
+			}
+			// The probe and the first pull are cut short: the origin must
+			// reconnect (keepAlive) and viewers carry on.
+			if err != nil || (n == 2 && sent > 64<<10) {
+				return
+			}
+		}
+	}))
+	code, env := curlAPI(t, pc.procs[1], "admin", password, "pullStream", "uri="+src.URL+"/tv.mp4 localStreamName=live/pulled.mp4")
+	if code != 200 || env.Status != "SUCCESS" {
+		t.Fatalf("pullStream of a chunked fMP4 source: %d %s %s", code, env.Status, env.Description)
+	}
+	var e liveEntry
+	waitFor(t, 5*time.Second, "listconfig to show the pulled stream", func() bool {
+		var ok bool
+		e, ok = liveConfig(t, pc.procs[0], "live/pulled.mp4")
+		return ok
+	}, pc.logs)
+	if e.Kind != "live" {
+		t.Fatalf("the chunked fMP4 source is %+v, want a live stream", e)
+	}
+	waitLive(t, pc, "live/pulled.mp4")
+	// The viewers decode across the cut: the new session's timestamps
+	// start over at the source, and castmesh carries them on.
+	errs := make(chan error, 3)
+	for _, p := range pc.procs {
+		go func() { errs <- decodes(t, p.edgeURL()+"/live/pulled.mp4", 9*time.Second) }()
+	}
+	for range pc.procs {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if served.get() < 3 {
+		t.Errorf("the source was asked %d times; the cut pull should have been followed by another", served.get())
+	}
+	if t.Failed() {
+		t.Log(pc.logs())
+	}
+}
+
+type atomicCounter struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (c *atomicCounter) add() int { c.mu.Lock(); defer c.mu.Unlock(); c.n++; return c.n }
+func (c *atomicCounter) get() int { c.mu.Lock(); defer c.mu.Unlock(); return c.n }

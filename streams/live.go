@@ -50,12 +50,33 @@ type liveStream struct {
 	source   atomic.Bool  // origin: a source (client or pull) is feeding the relay
 	lastUnit atomic.Int64 // unix ns of the last unit published
 	lagNS    atomic.Int64 // peers: how far behind the origin's live edge
+
+	tlMu sync.Mutex
+	tl   *timeline // fMP4 decode times, kept going across source sessions
+}
+
+// noteHeader and noteFragment keep the fMP4 timeline of what this node's
+// relay carries; shift (a source feeds this node) moves a new session's
+// timestamps on from there.
+func (ls *liveStream) noteHeader(h []byte) {
+	ls.tlMu.Lock()
+	ls.tl.header(h)
+	ls.tlMu.Unlock()
+}
+
+func (ls *liveStream) noteFragment(data []byte, d time.Duration, shift bool) {
+	ls.tlMu.Lock()
+	ls.tl.fragment(data, d, shift)
+	ls.tlMu.Unlock()
 }
 
 // startSource prepares the relay for a new source session on this node:
 // its units are numbered above anything a peer may hold (see Rebase).
 func (ls *liveStream) startSource() {
 	ls.relay.Rebase(uint64(time.Now().UnixMicro()))
+	ls.tlMu.Lock()
+	ls.tl.newSession()
+	ls.tlMu.Unlock()
 }
 
 func (ls *liveStream) setFormat(contentType string, meta http.Header) {
@@ -84,7 +105,7 @@ func (m *Manager) live(s Stream) *liveStream {
 		if ls != nil {
 			ls.relay.Close() // the name was removed and added again
 		}
-		ls = &liveStream{relay: NewRelay(m.opts.Relay), configID: s.ConfigID}
+		ls = &liveStream{relay: NewRelay(m.opts.Relay), configID: s.ConfigID, tl: newTimeline()}
 		m.lives[s.Name] = ls
 	}
 	return ls
@@ -131,11 +152,16 @@ func kindOf(contentType string) (media.Kind, error) {
 
 // feed cuts body into units and publishes them until body ends.
 func (m *Manager) feed(ctx context.Context, name string, ls *liveStream, kind media.Kind, body io.Reader, idle time.Duration, setDeadline func(time.Time) error) error {
-	sp := media.NewSplitter(kind, func(u media.Unit) error {
+	var sp *media.Splitter
+	sp = media.NewSplitter(kind, func(u media.Unit) error {
 		data := append([]byte(nil), u.Data...)
 		if u.Header {
+			ls.noteHeader(data)
 			ls.relay.SetHeader(data)
 			return nil
+		}
+		if sp.Kind() == media.KindFMP4 {
+			ls.noteFragment(data, u.Duration, true)
 		}
 		ls.relay.Publish(Unit{Data: data, Duration: u.Duration, Key: u.Keyframe})
 		ls.lastUnit.Store(time.Now().UnixNano())
@@ -222,6 +248,9 @@ func (m *Manager) OpenIngest(ctx context.Context, name, contentType string, meta
 func (in *Ingestion) Feed(ctx context.Context, body io.Reader, setDeadline func(time.Time) error) error {
 	defer in.Close()
 	in.ls.startSource()
+	in.st.mu.Lock()
+	in.st.upstream = "source"
+	in.st.mu.Unlock()
 	in.st.set(StateLive, "source connected")
 	in.m.log.Info("source connected", "stream", in.s.Name)
 	err := in.m.feed(ctx, in.s.Name, in.ls, in.kind, io.TeeReader(body, countWriter{&in.st.bytes}), 30*time.Second, setDeadline)
@@ -391,7 +420,9 @@ func (m *Manager) relayFromOrigin(ctx context.Context, s Stream, ls *liveStream,
 		st.bytes.Add(int64(len(f.data)))
 		switch f.typ {
 		case frameHeader:
-			ls.relay.SetHeader(append([]byte(nil), f.data...))
+			h := append([]byte(nil), f.data...)
+			ls.noteHeader(h)
+			ls.relay.SetHeader(h)
 		case frameUnit:
 			if ls.source.Load() {
 				// A source feeds this node now: it has become the origin,
@@ -400,7 +431,11 @@ func (m *Manager) relayFromOrigin(ctx context.Context, s Stream, ls *liveStream,
 			}
 			// The origin sends from the number asked for, or from its own
 			// live edge when that is lower: new units either way.
-			ls.relay.PublishAt(Unit{Data: append([]byte(nil), f.data...), Duration: f.dur, Key: f.key()}, f.seq)
+			data := append([]byte(nil), f.data...)
+			if len(ls.relay.Header()) > 0 { // fMP4: note where its time got to
+				ls.noteFragment(data, f.dur, false)
+			}
+			ls.relay.PublishAt(Unit{Data: data, Duration: f.dur, Key: f.key()}, f.seq)
 			ls.lastUnit.Store(time.Now().UnixNano())
 			ls.lagNS.Store(int64(max(f.edge-f.time-f.dur, 0)))
 		case framePing:
@@ -450,6 +485,14 @@ func (m *Manager) ServeRelay(w http.ResponseWriter, r *http.Request, name string
 	if r.Method == http.MethodHead {
 		return
 	}
+	// The header goes now: a peer waits for it before it reads frames, and
+	// the first frame may be a while.
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	rc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if rc.Flush() != nil {
+		return
+	}
 	var rd *RelayReader
 	if from == 0 {
 		rd = ls.relay.NewReader(m.opts.Relay.Window)
@@ -457,7 +500,6 @@ func (m *Manager) ServeRelay(w http.ResponseWriter, r *http.Request, name string
 		rd = ls.relay.NewReaderFrom(from)
 	}
 	defer rd.Close()
-	rc := http.NewResponseController(w)
 	flags := func(key bool) byte {
 		var f byte
 		if key {

@@ -61,6 +61,7 @@ type Relay struct {
 	buffered time.Duration
 	next     uint64        // lowest Seq the next unit may have
 	kept     uint64        // lowest Seq not evicted: a reader below it lost units
+	session  uint64        // Seq of the first unit after the last jump: where a burst may start
 	end      time.Duration // stream time at the live edge
 	wake     chan struct{} // closed and replaced on every publish
 	closed   bool
@@ -111,6 +112,12 @@ func (r *Relay) PublishAt(u Unit, seq uint64) uint64 {
 		return 0
 	}
 	u.Seq, u.Time, u.At = max(seq, r.next), r.end, time.Now().UnixNano()
+	if u.Seq > r.next || r.session == 0 {
+		// A jump: a new source session (whose timestamps and init
+		// segment may start over) or a stretch lost upstream. A new
+		// viewer's burst must not reach back across it.
+		r.session = u.Seq
+	}
 	r.next = u.Seq + 1
 	r.end += u.Duration
 	r.units = append(r.units, u)
@@ -135,7 +142,9 @@ func (r *Relay) PublishAt(u Unit, seq uint64) uint64 {
 // it then gets its new units, never an older origin's numbers again.
 func (r *Relay) Rebase(seq uint64) {
 	r.mu.Lock()
-	r.next = max(r.next, seq)
+	if seq > r.next {
+		r.next, r.session = seq, seq
+	}
 	r.mu.Unlock()
 }
 
@@ -191,13 +200,14 @@ type RelayReader struct {
 }
 
 // NewReader starts a reader burst behind the live edge (Icecast's
-// burst-on-connect, STON's boost for live), at a Key unit.
+// burst-on-connect, STON's boost for live), at a Key unit, never before
+// the current source session.
 func (r *Relay) NewReader(burst time.Duration) *RelayReader {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	start := r.next
 	var acc time.Duration
-	for i := len(r.units) - 1; i >= 0 && acc < burst; i-- {
+	for i := len(r.units) - 1; i >= 0 && acc < burst && r.units[i].Seq >= r.session; i-- {
 		acc += r.units[i].Duration
 		if r.units[i].Key {
 			start = r.units[i].Seq
@@ -205,7 +215,7 @@ func (r *Relay) NewReader(burst time.Duration) *RelayReader {
 	}
 	if start == r.next {
 		// Join at the most recent key unit so that a decoder can start.
-		for i := len(r.units) - 1; i >= 0; i-- {
+		for i := len(r.units) - 1; i >= 0 && r.units[i].Seq >= r.session; i-- {
 			if r.units[i].Key {
 				start = r.units[i].Seq
 				break

@@ -213,3 +213,20 @@ func TestRelayEvictionDropsReaderAcrossJumps(t *testing.T) {
 		t.Fatalf("dropped %d", dropped)
 	}
 }
+
+// A burst never reaches back before a jump in the numbers: the units of
+// an earlier source session may not fit the new one (fMP4 timestamps
+// start over, the init segment may change).
+func TestRelayBurstStaysInTheSourceSession(t *testing.T) {
+	r := NewRelay(RelayOptions{Window: time.Hour})
+	for i := range 5 {
+		r.Publish(unit(time.Second, true, fmt.Sprint("old", i)))
+	}
+	r.Rebase(1000)
+	r.Publish(unit(time.Second, false, "new0"))
+	r.Publish(unit(time.Second, true, "new1"))
+	r.Publish(unit(time.Second, false, "new2"))
+	if u, _ := r.NewReader(time.Hour).Next(context.Background()); string(u.Data) != "new1" {
+		t.Fatalf("burst starts at %q, want the first key unit of the new session", u.Data)
+	}
+}
