@@ -8,4 +8,10 @@
 // membership and makes the local node carry every stream of the set —
 // pulling from the source when this node is the origin, from the origin's
 // API proxy otherwise — and drops what was removed.
+//
+// Live streams (live.go) come from source clients on the ingest port
+// (ingest.go) or from pulled live HTTP sources, and are fanned out by one
+// Relay per stream per node (relay.go) to the edge's viewers and to peers,
+// which copy it from the origin in the relay protocol (relaywire.go).
+// DESIGN.md says why they are built that way.
 package streams
