@@ -7,23 +7,36 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"runtime"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/castmesh/castmesh/shaping"
 	"github.com/castmesh/castmesh/streams"
 )
 
-// Live viewers cost CPU per write, not per byte: an MP3 unit is ~1.6 KB
-// every 100 ms, and writing each on its own (a wake-up, a syscall and a
-// TCP segment per viewer per unit) caps a core at a few thousand viewers.
-// So a viewer's units wait up to liveBatch after they reached this node
-// and go out together, in one writev on the bare connection.
+// Live viewers cost CPU per write and memory per goroutine, not per byte:
+// an MP3 unit is ~1.6 KB every 100 ms, and writing each on its own (a
+// wake-up, a syscall and a TCP segment per viewer per unit) caps a core at
+// a few thousand viewers. So a viewer's units wait up to liveBatch after
+// they reached this node and go out together, in one writev on the bare
+// connection; and viewers that no cap holds have no goroutine of their
+// own: the hub's few goroutines write to them without blocking, as
+// Icecast does, and hand a viewer to a goroutine of its own when a cap
+// starts to hold it.
 const (
-	// liveBatch is the most a unit waits for others to go with it. It
-	// adds at most this to a viewer's lag behind the live edge.
-	liveBatch = 250 * time.Millisecond
+	// liveBatch is the most a unit waits for others to go with it; with
+	// the hub's tick it adds at most liveBatch+liveTick to a viewer's lag
+	// behind the live edge.
+	liveBatch = 200 * time.Millisecond
+	// liveTick is how often the hub looks at its viewers.
+	liveTick = 50 * time.Millisecond
 	// liveMaxWrite bounds one write (a burst on connect is split).
 	liveMaxWrite = 256 << 10
 )
@@ -72,11 +85,15 @@ func (s *Server) serveLive(w http.ResponseWriter, r *http.Request, name string, 
 	lv := &liveViewer{s: s, v: v, out: out, vh: vh, name: name,
 		sess: vh.group.NewSession(shaping.Policy{}, vh.sessionCap)}
 	vh.m.active.Inc()
-	if out.conn != nil {
-		go lv.run(context.Background())
+	if out.conn == nil {
+		lv.run(r.Context(), nil) // the ResponseWriter is only good until we return
 		return
 	}
-	lv.run(r.Context()) // the ResponseWriter is only good until we return
+	if raw := rawConnOf(out.conn); raw != nil && vh.sessionCap <= 0 && vh.group.Cap() <= 0 && s.pacer.NodeCap() <= 0 {
+		hub.add(&hubViewer{lv: lv, raw: raw, first: true, active: time.Now()})
+		return
+	}
+	go lv.run(context.Background(), nil)
 }
 
 // liveViewer is one viewer's session of a live stream.
@@ -92,16 +109,29 @@ type liveViewer struct {
 	bufs  [][]byte // the batch; its array is reused
 }
 
-func (lv *liveViewer) run(ctx context.Context) {
-	defer func() {
-		lv.out.close()
-		lv.sess.Close()
-		lv.v.Close()
-		lv.vh.m.active.Dec()
-	}()
+func (lv *liveViewer) end() {
+	lv.out.close()
+	lv.sess.Close()
+	lv.v.Close()
+	lv.vh.m.active.Dec()
+}
+
+// run serves the viewer from its own goroutine, sending pending (what the
+// hub had not written yet) first.
+func (lv *liveViewer) run(ctx context.Context, pending [][]byte) {
+	defer lv.end()
 	lv.timer = time.NewTimer(time.Hour)
 	defer lv.timer.Stop()
-	first := true
+	first := pending == nil
+	if len(pending) > 0 {
+		size := 0
+		for _, b := range pending {
+			size += len(b)
+		}
+		if !lv.write(ctx, pending, size) {
+			return
+		}
+	}
 	for {
 		u, err := lv.next(ctx)
 		if err != nil {
@@ -264,7 +294,11 @@ func writeLiveHeader(conn net.Conn, brw *bufio.ReadWriter, r *http.Request, h ht
 	}
 	fmt.Fprintf(bw, "Date: %s\r\nConnection: close\r\n\r\n", time.Now().UTC().Format(http.TimeFormat))
 	conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	return bw.Flush()
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	// Later writes set their own deadline, or (the hub's) never block.
+	return conn.SetWriteDeadline(time.Time{})
 }
 
 func (o *liveOutput) write(b net.Buffers, deadline time.Time) (int64, error) {
@@ -304,4 +338,265 @@ func (o *liveOutput) close() {
 	if o.conn != nil {
 		o.conn.Close()
 	}
+}
+
+// ---- the hub
+
+// hub serves the live viewers that no cap holds: a goroutine per shard
+// (one per CPU) that runs while its shard has viewers, and each liveTick
+// sends every viewer whose batch is due what it has, with a non-blocking
+// writev. A viewer whose socket stays full for the write timeout is
+// dropped; one that falls behind the relay's lag limit is dropped by the
+// relay.
+var hub = newLiveHub()
+
+type liveHub struct {
+	next   atomic.Uint64
+	shards []*hubShard
+}
+
+type hubShard struct {
+	mu      sync.Mutex
+	viewers []*hubViewer
+	running bool
+	iov     []syscall.Iovec // scratch for writev
+}
+
+func newLiveHub() *liveHub {
+	h := &liveHub{}
+	for range max(runtime.GOMAXPROCS(0), 1) {
+		h.shards = append(h.shards, &hubShard{})
+	}
+	return h
+}
+
+func (h *liveHub) add(v *hubViewer) {
+	sh := h.shards[h.next.Add(1)%uint64(len(h.shards))]
+	sh.mu.Lock()
+	sh.viewers = append(sh.viewers, v)
+	start := !sh.running
+	sh.running = true
+	sh.mu.Unlock()
+	if start {
+		go sh.run()
+	}
+}
+
+// run serves the shard until it has no viewers left.
+func (sh *hubShard) run() {
+	tick := time.NewTicker(liveTick)
+	defer tick.Stop()
+	for range tick.C {
+		sh.mu.Lock()
+		list := sh.viewers
+		sh.viewers = nil
+		sh.mu.Unlock()
+		now := time.Now()
+		keep := list[:0]
+		for _, v := range list {
+			if v.service(sh, now) {
+				keep = append(keep, v)
+			}
+		}
+		clear(list[len(keep):])
+		sh.mu.Lock()
+		sh.viewers = append(keep, sh.viewers...) // with those added meanwhile
+		if len(sh.viewers) == 0 {
+			sh.running = false
+			sh.mu.Unlock()
+			return
+		}
+		sh.mu.Unlock()
+	}
+}
+
+// hubViewer is a viewer the hub writes to.
+type hubViewer struct {
+	lv      *liveViewer
+	raw     syscall.RawConn
+	first   bool
+	pending [][]byte  // gathered, not yet written (the first one maybe in part)
+	size    int       // bytes in pending
+	due     time.Time // when pending must go
+	stalled time.Time // since when the socket has taken nothing, zero if it has
+	active  time.Time // last time anything was sent or checked
+}
+
+// service does what is due for v; false: v is done (and released).
+func (v *hubViewer) service(sh *hubShard, now time.Time) bool {
+	lv := v.lv
+	if v.size == 0 && !v.gather() {
+		lv.end()
+		return false
+	}
+	if v.size == 0 {
+		if now.Sub(v.active) > liveIdleCheck {
+			v.active = now
+			if v.gone() {
+				lv.end()
+				return false
+			}
+		}
+		return true
+	}
+	if now.Before(v.due) {
+		return true
+	}
+	if !v.gather() {
+		lv.end()
+		return false
+	}
+	// The session's grant, without waiting: a cap set since the viewer
+	// came (a reload) makes it a viewer with a goroutine of its own.
+	n, err := lv.sess.Next(doneCtx, int64(v.size))
+	if err != nil {
+		go lv.run(context.Background(), v.pending)
+		return false
+	}
+	bufs := v.pending
+	if int(n) < v.size {
+		bufs, _ = splitBuffers(slices.Clone(v.pending), int(n))
+	}
+	wrote, err := writevNow(v.raw, bufs, &sh.iov)
+	lv.vh.m.bytes.Add(float64(wrote))
+	if err != nil {
+		lv.end()
+		return false
+	}
+	v.consume(wrote)
+	switch {
+	case wrote > 0:
+		v.stalled, v.active = time.Time{}, now
+	case v.stalled.IsZero():
+		v.stalled = now
+	case now.Sub(v.stalled) > lv.s.writeTimeout:
+		lv.vh.m.dropped.Inc()
+		lv.s.log.Info("live viewer stalled: dropped", "vhost", lv.vh.name, "stream", lv.name, "timeout", lv.s.writeTimeout.String())
+		lv.end()
+		return false
+	}
+	return true
+}
+
+// gather takes the units the viewer has, up to liveMaxWrite pending;
+// false when the viewer is dropped for lag or the stream ended.
+func (v *hubViewer) gather() bool {
+	for v.size < liveMaxWrite {
+		u, ok, err := v.lv.v.TryNext()
+		if err != nil {
+			return false
+		}
+		if !ok {
+			return true
+		}
+		if v.size == 0 {
+			v.due = time.Unix(0, u.At).Add(liveBatch)
+		}
+		if hdr := v.lv.v.Header(); v.first && len(hdr) > 0 {
+			v.pending, v.size = append(v.pending, hdr), v.size+len(hdr)
+		}
+		v.first = false
+		v.pending, v.size = append(v.pending, u.Data), v.size+len(u.Data)
+	}
+	return true
+}
+
+// consume drops the first n written bytes from pending.
+func (v *hubViewer) consume(n int64) {
+	v.size -= int(n)
+	i := 0
+	for ; i < len(v.pending) && n >= int64(len(v.pending[i])); i++ {
+		n -= int64(len(v.pending[i]))
+	}
+	if i < len(v.pending) && n > 0 {
+		v.pending[i] = v.pending[i][n:]
+	}
+	rest := copy(v.pending, v.pending[i:])
+	clear(v.pending[rest:])
+	v.pending = v.pending[:rest]
+	if rest == 0 && cap(v.pending) > 16 {
+		v.pending = nil // a burst's slice is not kept for the whole session
+	}
+}
+
+// gone reports whether the viewer closed its end, without waiting.
+func (v *hubViewer) gone() bool {
+	var b [1]byte
+	var n int
+	var rerr error
+	err := v.raw.Read(func(fd uintptr) bool {
+		n, rerr = syscall.Read(int(fd), b[:])
+		return true
+	})
+	switch {
+	case err != nil:
+		return true
+	case rerr == syscall.EAGAIN || rerr == syscall.EINTR:
+		return false
+	case rerr != nil:
+		return true
+	}
+	return n == 0 // EOF
+}
+
+// doneCtx makes Session.Next answer without waiting.
+var doneCtx = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
+// rawConnOf returns c's raw connection when writes to it can be made
+// without blocking (a plain TCP connection), else nil.
+func rawConnOf(c net.Conn) syscall.RawConn {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return nil
+	}
+	raw, err := tc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return raw
+}
+
+// writevNow writes as much of bufs as the socket takes now: 0 and no
+// error when it is full.
+func writevNow(raw syscall.RawConn, bufs [][]byte, scratch *[]syscall.Iovec) (int64, error) {
+	iov := (*scratch)[:0]
+	for _, b := range bufs {
+		if len(b) == 0 {
+			continue
+		}
+		if len(iov) == 1024 { // IOV_MAX
+			break
+		}
+		v := syscall.Iovec{Base: &b[0]}
+		v.SetLen(len(b))
+		iov = append(iov, v)
+	}
+	*scratch = iov
+	if len(iov) == 0 {
+		return 0, nil
+	}
+	var n uintptr
+	var errno syscall.Errno
+	err := raw.Write(func(fd uintptr) bool {
+		for {
+			n, _, errno = syscall.Syscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+			if errno != syscall.EINTR {
+				return true
+			}
+		}
+	})
+	clear(iov) // do not keep the units alive
+	switch {
+	case err != nil:
+		return 0, err
+	case errno == syscall.EAGAIN:
+		return 0, nil
+	case errno != 0:
+		return 0, errno
+	}
+	return int64(n), nil
 }
