@@ -189,3 +189,40 @@ func TestLiveViewerUnderSessionCap(t *testing.T) {
 		t.Fatalf("128 KiB under a 64 KiB/s session cap took %v", d)
 	}
 }
+
+// A cap set by a reload while a viewer is served by the hub moves it to a
+// goroutine of its own, under the cap, without losing or reordering bytes.
+func TestLiveViewerMovesOffTheHubWhenACapComes(t *testing.T) {
+	ls := &liveStreams{relay: streams.NewRelay(streams.RelayOptions{})}
+	srv := New(Options{Streams: ls})
+	hs := httptest.NewServer(srv)
+	t.Cleanup(func() { ls.relay.Close(); hs.CloseClientConnections(); hs.Close(); srv.Close() })
+	_, br, _ := liveGet(t, hs, "HTTP/1.1")
+	var want []byte
+	publish := func(i int) {
+		u := bytes.Repeat([]byte{byte('a' + i)}, 16<<10)
+		ls.relay.Publish(streams.Unit{Data: u, Duration: 100 * time.Millisecond, Key: true})
+		want = append(want, u...)
+	}
+	publish(0)
+	got := make([]byte, 16<<10)
+	if _, err := io.ReadFull(br, got); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	v := cfg.VHosts["default"]
+	v.TrafficCap = 32 << 10 // open sessions keep their own caps; the vhost's changes in place
+	cfg.VHosts["default"] = v
+	srv.Apply(cfg)
+	for i := 1; i < 5; i++ {
+		publish(i)
+	}
+	start := time.Now()
+	rest := make([]byte, len(want)-len(got))
+	if _, err := io.ReadFull(br, rest); err != nil || !bytes.Equal(append(got, rest...), want) {
+		t.Fatalf("after the cap: %v, in order: %v", err, bytes.Equal(append(got, rest...), want))
+	}
+	if d := time.Since(start); d < time.Second {
+		t.Fatalf("64 KiB under a 32 KiB/s cap set by a reload took %v", d)
+	}
+}
