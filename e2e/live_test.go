@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -175,6 +177,21 @@ func TestLivePushMP3AndFMP4ToEveryNode(t *testing.T) {
 	}
 	if err := decodes(t, n1.edgeURL()+"/live/radio.mp3", 4*time.Second); err != nil {
 		t.Error(err)
+	}
+	// The per-stream live series are on the API's /metrics.
+	req, _ := http.NewRequest(http.MethodGet, strings.TrimSuffix(n1.apiURL(), "/apiproxy")+"/metrics", nil)
+	req.SetBasicAuth("admin", password)
+	mresp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(mresp.Body)
+	mresp.Body.Close()
+	for _, series := range []string{`castmesh_live_ingest_bytes_total{stream="live/radio.mp3"}`, `castmesh_live_viewers{stream="live/tv.mp4"}`,
+		`castmesh_live_viewers_dropped_total{stream="live/radio.mp3"}`, `castmesh_live_relay_lag_seconds{stream="live/radio.mp3"}`} {
+		if !strings.Contains(string(metrics), series) {
+			t.Errorf("n1's /metrics has no %s", series)
+		}
 	}
 
 	waitFor(t, 5*time.Second, "listconfig to show both pushed streams live on every node", func() bool {
