@@ -4,11 +4,15 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -22,8 +26,15 @@ import (
 	"time"
 )
 
-// selfSigned writes a certificate for 127.0.0.1 and its key as PEM files.
-func selfSigned(t *testing.T, dir string) (certPath, keyPath string) {
+// testCA is a self-signed certificate for 127.0.0.1 that may also sign
+// others, written as PEM files.
+type testCA struct {
+	cert              *x509.Certificate
+	key               *ecdsa.PrivateKey
+	certPath, keyPath string
+}
+
+func newTestCA(t *testing.T, dir string) testCA {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -32,21 +43,41 @@ func selfSigned(t *testing.T, dir string) (certPath, keyPath string) {
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "castmesh e2e"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, BasicConstraintsValid: true, IsCA: true,
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}, BasicConstraintsValid: true, IsCA: true,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
 		t.Fatal(err)
 	}
+	cert, _ := x509.ParseCertificate(der)
 	kder, err := x509.MarshalECPrivateKey(key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	certPath, keyPath = filepath.Join(dir, "api.pem"), filepath.Join(dir, "api.key")
-	os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
-	os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
-	return certPath, keyPath
+	ca := testCA{cert: cert, key: key, certPath: filepath.Join(dir, "api.pem"), keyPath: filepath.Join(dir, "api.key")}
+	os.WriteFile(ca.certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	os.WriteFile(ca.keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
+	return ca
+}
+
+// client returns a client certificate signed by the CA.
+func (ca testCA) client(t *testing.T) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "viewer"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
 // With tls_cert and tls_key the API proxy is HTTPS: clients and peers use
@@ -54,7 +85,8 @@ func selfSigned(t *testing.T, dir string) (certPath, keyPath string) {
 // listconfig works against it.
 func TestProcessesAPIOverTLS(t *testing.T) {
 	requireTool(t, "curl")
-	certPath, keyPath := selfSigned(t, t.TempDir())
+	ca := newTestCA(t, t.TempDir())
+	certPath, keyPath := ca.certPath, ca.keyPath
 	t.Setenv("SSL_CERT_FILE", certPath) // the nodes and listconfig trust it
 	pc := startCluster(t, 3)
 	for _, p := range pc.procs {
@@ -104,6 +136,41 @@ func TestProcessesAPIOverTLS(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err != nil || strings.Count(string(out), "active") != 3 {
 		t.Fatalf("listconfig over https: %v\n%s", err, out)
+	}
+}
+
+// edge.tls_port serves viewers over HTTPS; with client_ca only viewers
+// with a certificate signed by it get an answer.
+func TestProcessesEdgeOverTLSWithClientCA(t *testing.T) {
+	requireTool(t, "curl")
+	dir := t.TempDir()
+	ca := newTestCA(t, dir)
+	tlsPort := freePort(t)
+	p := &proc{t: t, name: "n1", host: "127.0.0.1", dir: filepath.Join(dir, "n1"), gossip: freePort(t), api: freePort(t), edge: freePort(t),
+		extraConfig: fmt.Sprintf("tls_port = %d\ntls_cert = %q\ntls_key = %q\nclient_ca = %q\n", tlsPort, ca.certPath, ca.keyPath, ca.certPath)}
+	pc := launch(t, []*proc{p}, func() int { return freePort(t) })
+	src := newSource(t, 32<<10)
+	pullStream(t, p, src.URL+"/s.mp4", "s.mp4")
+	waitEdge(t, p, "s.mp4", src.sum, 5*time.Second, pc)
+
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.cert)
+	get := func(certs []tls.Certificate) (*http.Response, []byte, error) {
+		c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: certs}}}
+		resp, err := c.Get(fmt.Sprintf("https://127.0.0.1:%d/s.mp4", tlsPort))
+		if err != nil {
+			return nil, nil, err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return resp, b, err
+	}
+	resp, body, err := get([]tls.Certificate{ca.client(t)})
+	if err != nil || resp.StatusCode != 200 || sha256.Sum256(body) != src.sum {
+		t.Fatalf("viewer with a client certificate: %v %v", resp, err)
+	}
+	if _, _, err := get(nil); err == nil {
+		t.Fatal("a viewer without a client certificate was served over HTTPS")
 	}
 }
 

@@ -26,6 +26,6 @@
 //
 // LoadConfig reads the vhosts and their rules files (a bad file is an
 // error naming file:line:col); Server.Apply switches to a new one in place.
-// NewProxyListener reads PROXY protocol headers from trusted peers. See
+// Server.ProxyListener reads PROXY protocol headers from trusted peers. See
 // DESIGN.md beside this file for why it is built this way.
 package edge

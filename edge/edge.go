@@ -85,7 +85,6 @@ type Server struct {
 
 // edgeState is what a reload replaces as a whole.
 type edgeState struct {
-	cfg     *Config
 	hosts   *hostTable
 	vhosts  map[string]*vhost
 	trusted trustedProxies
@@ -138,14 +137,7 @@ func (s *Server) Close() {
 // sessions go on sharing it; the node cap changes in place too.
 func (s *Server) Apply(cfg *Config) {
 	old := s.state.Load()
-	st := &edgeState{cfg: cfg, hosts: newHostTable(), vhosts: map[string]*vhost{}, trusted: cfg.trusted}
-	if st.trusted == nil && len(cfg.TrustedProxies) > 0 {
-		tp, err := parseTrustedProxies(cfg.TrustedProxies)
-		if err != nil {
-			s.log.Error("trusted_proxies", "err", err)
-		}
-		st.trusted = tp
-	}
+	st := &edgeState{hosts: newHostTable(), vhosts: map[string]*vhost{}, trusted: cfg.trusted}
 	for name, vc := range cfg.VHosts {
 		vh := &vhost{
 			name:       name,
@@ -173,10 +165,6 @@ func (s *Server) Apply(cfg *Config) {
 	}
 	s.state.Store(st)
 }
-
-// TrustedProxies returns the trusted_proxies in force, for the PROXY
-// protocol listener.
-func (s *Server) TrustedProxies() []string { return s.state.Load().cfg.TrustedProxies }
 
 // maxLiveBurst bounds a live viewer's burst: a relay drops a viewer that
 // is its lag limit behind the live edge, and a burst that long would start

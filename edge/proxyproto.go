@@ -12,7 +12,6 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -192,47 +191,20 @@ type proxyListener struct {
 	wait    time.Duration // for the header
 }
 
-// NewProxyListener wraps an edge listener so that trusted peers (as
-// trusted returns them at accept time, so a reload applies to new
+// ProxyListener wraps an edge listener so that trusted peers (the
+// trusted_proxies in force at accept time, so a reload applies to new
 // connections) may send a PROXY protocol v1 or v2 header. The header is
 // read by the connection's own goroutine, on its first Read or
 // RemoteAddr, within 10 s; a malformed one closes the connection.
-func NewProxyListener(ln net.Listener, trusted func() []string, log *slog.Logger) net.Listener {
+func (s *Server) ProxyListener(ln net.Listener) net.Listener {
+	return newProxyListener(ln, func() trustedProxies { return s.state.Load().trusted }, s.log)
+}
+
+func newProxyListener(ln net.Listener, trusted func() trustedProxies, log *slog.Logger) *proxyListener {
 	if log == nil {
 		log = slog.Default()
 	}
-	var cached atomic.Pointer[struct {
-		src []string
-		tp  trustedProxies
-	}]
-	parsed := func() trustedProxies {
-		list := trusted()
-		if c := cached.Load(); c != nil && equalStrings(c.src, list) {
-			return c.tp
-		}
-		tp, err := parseTrustedProxies(list)
-		if err != nil {
-			log.Error("trusted_proxies", "err", err)
-		}
-		cached.Store(&struct {
-			src []string
-			tp  trustedProxies
-		}{list, tp})
-		return tp
-	}
-	return &proxyListener{Listener: ln, trusted: parsed, log: log, wait: proxyHeaderWait}
-}
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
+	return &proxyListener{Listener: ln, trusted: trusted, log: log, wait: proxyHeaderWait}
 }
 
 func (l *proxyListener) Accept() (net.Conn, error) {

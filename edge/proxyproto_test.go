@@ -129,14 +129,21 @@ func FuzzReadProxyHeader(f *testing.F) {
 // peer's PROXY header sets RemoteAddr, an untrusted peer's is not read, a
 // malformed one closes the connection, and a silent one times out.
 func TestProxyListener(t *testing.T) {
-	var trusted atomic.Pointer[[]string]
-	trusted.Store(&[]string{"127.0.0.1"})
+	var trusted atomic.Pointer[trustedProxies]
+	setTrusted := func(list ...string) {
+		tp, err := parseTrustedProxies(list)
+		if err != nil {
+			t.Fatal(err)
+		}
+		trusted.Store(&tp)
+	}
+	setTrusted("127.0.0.1")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	pl := NewProxyListener(ln, func() []string { return *trusted.Load() }, nil)
-	pl.(*proxyListener).wait = 200 * time.Millisecond // a short wait for the test
+	pl := newProxyListener(ln, func() trustedProxies { return *trusted.Load() }, nil)
+	pl.wait = 200 * time.Millisecond // a short wait for the test
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, r.RemoteAddr)
 	}), ReadHeaderTimeout: 5 * time.Second}
@@ -192,7 +199,7 @@ func TestProxyListener(t *testing.T) {
 	c.Close()
 
 	// Not trusted: the header is the HTTP server's to reject (400).
-	trusted.Store(&[]string{"10.0.0.0/8"})
+	setTrusted("10.0.0.0/8")
 	if got, err := ask([]byte("PROXY TCP4 203.0.113.9 192.0.2.1 56324 443\r\n")); err == nil {
 		t.Errorf("header from an untrusted peer believed: %q", got)
 	}

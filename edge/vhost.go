@@ -16,12 +16,11 @@ import (
 // with their throttling.txt rules read, the trusted proxies parsed. Build
 // it with LoadConfig and hand it to New or Server.Apply.
 type Config struct {
-	VHosts         map[string]VHostConfig
-	TrustedProxies []string
+	VHosts map[string]VHostConfig
 	// NodeTrafficCap is node_traffic_cap in bytes per second (0: none).
 	NodeTrafficCap float64
 
-	trusted trustedProxies
+	trusted trustedProxies // edge.trusted_proxies
 }
 
 // VHostConfig is one vhost with its rules.
@@ -50,7 +49,6 @@ func LoadConfig(c config.Config) (*Config, error) {
 	}
 	out := &Config{
 		VHosts:         map[string]VHostConfig{},
-		TrustedProxies: append([]string(nil), c.Edge.TrustedProxies...),
 		NodeTrafficCap: shaping.MbpsToBytesPerSec(c.Edge.NodeTrafficCap),
 		trusted:        tp,
 	}

@@ -88,9 +88,12 @@ func New(cfg config.Config, log *slog.Logger) (n *Node, err error) {
 	}
 	cleanup = append(cleanup, func() { edgeLn.Close() })
 	var edgeTLSLn net.Listener
+	var edgeTLS *tls.Config
 	if cfg.Edge.TLSPort != 0 {
-		trusted := func() []string { return n.viewers.TrustedProxies() } // set before anything accepts
-		if edgeTLSLn, err = listenEdgeTLS(cfg, trusted, n.log); err != nil {
+		if edgeTLS, err = edgeTLSConfig(cfg.Edge); err != nil {
+			return nil, fmt.Errorf("edge https listener: %w", err)
+		}
+		if edgeTLSLn, err = listen(cfg.Node.BindAddr, cfg.Edge.TLSPort, "", ""); err != nil {
 			return nil, fmt.Errorf("edge https listener: %w", err)
 		}
 		cleanup = append(cleanup, func() { edgeTLSLn.Close() })
@@ -197,9 +200,11 @@ func New(cfg config.Config, log *slog.Logger) (n *Node, err error) {
 	n.serve(apiLn, api)
 	// Trusted balancers may open edge connections with a PROXY protocol
 	// header; the listener looks for one only on their connections.
-	n.serve(edge.NewProxyListener(edgeLn, n.viewers.TrustedProxies, n.log), n.viewers)
+	n.serve(n.viewers.ProxyListener(edgeLn), n.viewers)
 	if edgeTLSLn != nil {
-		n.serve(edgeTLSLn, n.viewers)
+		// The PROXY header of a trusted balancer comes before the TLS
+		// handshake, so that listener is beneath TLS.
+		n.serve(tls.NewListener(n.viewers.ProxyListener(edgeTLSLn), edgeTLS), n.viewers)
 	}
 	if ingestLn != nil {
 		n.serve(ingestLn, streams.NewIngestHandler(n.manager, cfg.Ingest.SourceUser, cfg.Ingest.SourcePassword))
@@ -242,32 +247,26 @@ func listen(host string, p int, cert, key string) (net.Listener, error) {
 	return tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}), nil
 }
 
-// listenEdgeTLS opens the HTTPS viewer listener (edge.tls_port), asking
-// viewers for a certificate signed by edge.client_ca when it is set. The
-// PROXY protocol header of a trusted balancer comes before the TLS
-// handshake, so that listener is beneath TLS.
-func listenEdgeTLS(cfg config.Config, trusted func() []string, log *slog.Logger) (net.Listener, error) {
-	pair, err := tls.LoadX509KeyPair(cfg.Edge.TLSCert, cfg.Edge.TLSKey)
+// edgeTLSConfig is the HTTPS viewer listener's TLS (edge.tls_port),
+// asking viewers for a certificate signed by edge.client_ca when it is set.
+func edgeTLSConfig(e config.Edge) (*tls.Config, error) {
+	pair, err := tls.LoadX509KeyPair(e.TLSCert, e.TLSKey)
 	if err != nil {
 		return nil, fmt.Errorf("tls certificate: %w", err)
 	}
 	tc := &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
-	if cfg.Edge.ClientCA != "" {
-		pem, err := os.ReadFile(cfg.Edge.ClientCA)
+	if e.ClientCA != "" {
+		pem, err := os.ReadFile(e.ClientCA)
 		if err != nil {
 			return nil, fmt.Errorf("edge.client_ca: %w", err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("edge.client_ca %s: no PEM certificate in it", cfg.Edge.ClientCA)
+			return nil, fmt.Errorf("edge.client_ca %s: no PEM certificate in it", e.ClientCA)
 		}
 		tc.ClientCAs, tc.ClientAuth = pool, tls.RequireAndVerifyClientCert
 	}
-	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.Node.BindAddr, strconv.Itoa(cfg.Edge.TLSPort)))
-	if err != nil {
-		return nil, err
-	}
-	return tls.NewListener(edge.NewProxyListener(ln, trusted, log), tc), nil
+	return tc, nil
 }
 
 // pacerGrantBudget reads CASTMESH_PACER_MAX_GRANTS_PER_SEC, a benchmark
