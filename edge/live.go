@@ -90,7 +90,7 @@ func (s *Server) serveLive(w http.ResponseWriter, r *http.Request, name string, 
 		return
 	}
 	if raw := rawConnOf(out.conn); raw != nil && vh.sessionCap <= 0 && vh.group.Cap() <= 0 && s.pacer.NodeCap() <= 0 {
-		hub.add(&hubViewer{lv: lv, raw: raw, first: true, active: time.Now()})
+		hub.add(&hubViewer{lv: lv, raw: raw, active: time.Now()})
 		return
 	}
 	go lv.run(context.Background(), nil)
@@ -105,8 +105,21 @@ type liveViewer struct {
 	sess *shaping.Session
 	name string
 
-	timer *time.Timer
-	bufs  [][]byte // the batch; its array is reused
+	timer      *time.Timer
+	bufs       [][]byte // the batch; its array is reused
+	headerSent bool     // the stream's header went before the first unit
+}
+
+// take appends u to a batch of size bytes, after the stream's header
+// when u is the viewer's first unit.
+func (lv *liveViewer) take(batch [][]byte, size int, u streams.Unit) ([][]byte, int) {
+	if !lv.headerSent {
+		lv.headerSent = true
+		if hdr := lv.v.Header(); len(hdr) > 0 {
+			batch, size = append(batch, hdr), size+len(hdr)
+		}
+	}
+	return append(batch, u.Data), size + len(u.Data)
 }
 
 func (lv *liveViewer) end() {
@@ -122,7 +135,6 @@ func (lv *liveViewer) run(ctx context.Context, pending [][]byte) {
 	defer lv.end()
 	lv.timer = time.NewTimer(time.Hour)
 	defer lv.timer.Stop()
-	first := pending == nil
 	if len(pending) > 0 {
 		size := 0
 		for _, b := range pending {
@@ -137,13 +149,7 @@ func (lv *liveViewer) run(ctx context.Context, pending [][]byte) {
 		if err != nil {
 			return
 		}
-		batch := lv.bufs[:0]
-		size := 0
-		if hdr := lv.v.Header(); first && len(hdr) > 0 {
-			batch, size = append(batch, hdr), len(hdr)
-		}
-		first = false
-		batch, size = append(batch, u.Data), size+len(u.Data)
+		batch, size := lv.take(lv.bufs[:0], 0, u)
 		// Let the units that come within liveBatch of this one join it.
 		if wait := time.Until(time.Unix(0, u.At).Add(liveBatch)); wait > 0 && !lv.sleep(ctx, wait) {
 			return
@@ -156,7 +162,7 @@ func (lv *liveViewer) run(ctx context.Context, pending [][]byte) {
 			if !ok {
 				break
 			}
-			batch, size = append(batch, u.Data), size+len(u.Data)
+			batch, size = lv.take(batch, size, u)
 		}
 		ok := lv.write(ctx, batch, size)
 		clear(batch) // the relay may drop these units: do not hold them
@@ -288,7 +294,7 @@ func writeLiveHeader(conn net.Conn, brw *bufio.ReadWriter, r *http.Request, h ht
 		for _, v := range h[k] {
 			// Header values come from the source client: never let one
 			// break the response.
-			v = strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
+			v = headerValueNewlines.Replace(v)
 			fmt.Fprintf(bw, "%s: %s\r\n", k, v)
 		}
 	}
@@ -300,6 +306,8 @@ func writeLiveHeader(conn net.Conn, brw *bufio.ReadWriter, r *http.Request, h ht
 	// Later writes set their own deadline, or (the hub's) never block.
 	return conn.SetWriteDeadline(time.Time{})
 }
+
+var headerValueNewlines = strings.NewReplacer("\r", " ", "\n", " ")
 
 func (o *liveOutput) write(b net.Buffers, deadline time.Time) (int64, error) {
 	if o.conn != nil {
@@ -414,7 +422,6 @@ func (sh *hubShard) run() {
 type hubViewer struct {
 	lv      *liveViewer
 	raw     syscall.RawConn
-	first   bool
 	pending [][]byte  // gathered, not yet written (the first one maybe in part)
 	size    int       // bytes in pending
 	due     time.Time // when pending must go
@@ -492,11 +499,7 @@ func (v *hubViewer) gather() bool {
 		if v.size == 0 {
 			v.due = time.Unix(0, u.At).Add(liveBatch)
 		}
-		if hdr := v.lv.v.Header(); v.first && len(hdr) > 0 {
-			v.pending, v.size = append(v.pending, hdr), v.size+len(hdr)
-		}
-		v.first = false
-		v.pending, v.size = append(v.pending, u.Data), v.size+len(u.Data)
+		v.pending, v.size = v.lv.take(v.pending, v.size, u)
 	}
 	return true
 }
