@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,8 +16,7 @@ import (
 
 // liveStreams serves one live stream from a relay the test publishes to.
 type liveStreams struct {
-	relay   *streams.Relay
-	viewers atomic.Int64
+	relay *streams.Relay
 }
 
 func (l *liveStreams) Stream(name string) (streams.Stream, bool) {
@@ -30,13 +28,14 @@ func (l *liveStreams) OpenCopy(string) (*os.File, streams.Copy, func(), error) {
 }
 
 func (l *liveStreams) OpenLive(name string, burst time.Duration) (*streams.LiveView, error) {
-	l.viewers.Add(1)
 	return streams.NewLiveView(l.relay, burst, "video/mp4", http.Header{"Ice-Name": {"Test\r\nX-Injected: 1"}}), nil
 }
 
-func newLiveEdge(t *testing.T, writeTimeout time.Duration) (*liveStreams, *httptest.Server) {
+// newLiveEdge starts an edge with o (its Streams set to a liveStreams).
+func newLiveEdge(t *testing.T, o Options) (*liveStreams, *Server, *httptest.Server) {
 	ls := &liveStreams{relay: streams.NewRelay(streams.RelayOptions{})}
-	srv := New(Options{Streams: ls, WriteTimeout: writeTimeout})
+	o.Streams = ls
+	srv := New(o)
 	hs := httptest.NewServer(srv)
 	t.Cleanup(func() {
 		ls.relay.Close()
@@ -44,7 +43,7 @@ func newLiveEdge(t *testing.T, writeTimeout time.Duration) (*liveStreams, *httpt
 		hs.Close()
 		srv.Close()
 	})
-	return ls, hs
+	return ls, srv, hs
 }
 
 func liveGet(t *testing.T, hs *httptest.Server, proto string) (net.Conn, *bufio.Reader, *http.Response) {
@@ -68,7 +67,7 @@ func liveGet(t *testing.T, hs *httptest.Server, proto string) (net.Conn, *bufio.
 // units in order, in a body that runs until the connection closes.
 func TestLiveViewerGetsHeaderThenUnitsUntilClose(t *testing.T) {
 	for _, proto := range []string{"HTTP/1.1", "HTTP/1.0"} {
-		ls, hs := newLiveEdge(t, 0)
+		ls, _, hs := newLiveEdge(t, Options{})
 		_, br, resp := liveGet(t, hs, proto)
 		if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "video/mp4" || resp.TransferEncoding != nil || resp.ContentLength != -1 {
 			t.Fatalf("%s: %d %v te=%v len=%d", proto, resp.StatusCode, resp.Header, resp.TransferEncoding, resp.ContentLength)
@@ -101,7 +100,7 @@ func TestLiveViewerGetsHeaderThenUnitsUntilClose(t *testing.T) {
 // A viewer that stops reading is dropped after the write timeout and
 // holds up neither the relay nor another viewer.
 func TestLiveStalledViewerIsDroppedOthersKeepUp(t *testing.T) {
-	ls, hs := newLiveEdge(t, 300*time.Millisecond)
+	ls, _, hs := newLiveEdge(t, Options{WriteTimeout: 300 * time.Millisecond})
 	stalled, _, _ := liveGet(t, hs, "HTTP/1.1")
 	stalled.(*net.TCPConn).SetReadBuffer(4 << 10)
 	reading, br, _ := liveGet(t, hs, "HTTP/1.1")
@@ -127,26 +126,18 @@ func TestLiveStalledViewerIsDroppedOthersKeepUp(t *testing.T) {
 func TestLiveViewerGoneWhileIdle(t *testing.T) {
 	defer func(d time.Duration) { liveIdleCheck = d }(liveIdleCheck)
 	liveIdleCheck = 50 * time.Millisecond
-	ls, hs := newLiveEdge(t, 0)
+	ls, _, hs := newLiveEdge(t, Options{})
 	conn, _, _ := liveGet(t, hs, "HTTP/1.1")
-	waitReaders := func(want int64) {
-		t.Helper()
-		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-			if readers, _, _, _ := ls.relay.Stats(); readers == want {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("relay readers never reached %d", want)
-			}
-		}
+	readers := func(want int64) func() bool {
+		return func() bool { n, _, _, _ := ls.relay.Stats(); return n == want }
 	}
-	waitReaders(1)
+	waitUntil(t, "the viewer on the relay", readers(1))
 	conn.Close()
-	waitReaders(0)
+	waitUntil(t, "the viewer that hung up to leave the relay", readers(0))
 }
 
 func TestLiveHead(t *testing.T) {
-	_, hs := newLiveEdge(t, 0)
+	_, _, hs := newLiveEdge(t, Options{})
 	resp, err := http.Head(hs.URL + "/live/a.mp4")
 	if err != nil || resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "video/mp4" {
 		t.Fatalf("HEAD: %v %v", resp, err)
@@ -168,10 +159,7 @@ func TestLiveViewerUnderSessionCap(t *testing.T) {
 	v := cfg.VHosts["default"]
 	v.SessionCap = 64 << 10 // bytes/s
 	cfg.VHosts["default"] = v
-	ls := &liveStreams{relay: streams.NewRelay(streams.RelayOptions{})}
-	srv := New(Options{Streams: ls, Config: cfg})
-	hs := httptest.NewServer(srv)
-	t.Cleanup(func() { ls.relay.Close(); hs.CloseClientConnections(); hs.Close(); srv.Close() })
+	ls, _, hs := newLiveEdge(t, Options{Config: cfg})
 	_, br, _ := liveGet(t, hs, "HTTP/1.1")
 	var want []byte
 	for i := range 4 {
@@ -193,10 +181,7 @@ func TestLiveViewerUnderSessionCap(t *testing.T) {
 // A cap set by a reload while a viewer is served by the hub moves it to a
 // goroutine of its own, under the cap, without losing or reordering bytes.
 func TestLiveViewerMovesOffTheHubWhenACapComes(t *testing.T) {
-	ls := &liveStreams{relay: streams.NewRelay(streams.RelayOptions{})}
-	srv := New(Options{Streams: ls})
-	hs := httptest.NewServer(srv)
-	t.Cleanup(func() { ls.relay.Close(); hs.CloseClientConnections(); hs.Close(); srv.Close() })
+	ls, srv, hs := newLiveEdge(t, Options{})
 	_, br, _ := liveGet(t, hs, "HTTP/1.1")
 	var want []byte
 	publish := func(i int) {
