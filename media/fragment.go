@@ -25,6 +25,7 @@ type trafSummary struct {
 	trackID     uint32
 	baseTime    uint64 // tfdt baseMediaDecodeTime
 	hasBaseTime bool
+	tfdt        []byte // the tfdt payload, within the moof parsed
 	duration    uint64 // sum of sample durations, in the track's timescale
 	samples     uint64
 	bytes       uint64 // sum of sample sizes
@@ -146,7 +147,7 @@ func parseTraf(traf []byte, defs []trackDefaults, s *trafSummary) error {
 			default:
 				return malformed("tfdt: too short or unknown version")
 			}
-			s.hasBaseTime = true
+			s.hasBaseTime, s.tfdt = true, p
 		case boxTrun:
 			if !sawTfhd {
 				return malformed("trun before tfhd")

@@ -34,9 +34,8 @@ func (c *liveCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *liveCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, st := range c.m.Statuses() {
-		s, ok := c.m.opts.FSM.Get(st.Name)
-		if !ok || st.Live == nil || st.ConfigID != s.ConfigID {
-			continue
+		if st.Live == nil {
+			continue // a file stream
 		}
 		up := 0.0
 		if st.Current.State == StateLive {
