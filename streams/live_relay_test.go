@@ -19,8 +19,9 @@ import (
 	"github.com/castmesh/castmesh/streams/livestamp"
 )
 
-// sharedLog applies every command to the FSMs of all the test's nodes, as
-// raft would, with the first node as leader.
+// sharedLog applies every command to the FSMs of all the test's nodes at
+// once, as raft would once it committed it. No node leads, so none moves
+// a stream's origin on its own (failover).
 type sharedLog struct {
 	mu    sync.Mutex
 	fsms  []*FSM
@@ -49,14 +50,12 @@ func (l *sharedLog) IsLeader() bool { return false }
 type liveNodes struct {
 	managers []*Manager
 	servers  []*httptest.Server
-	alive    sync.Map // name -> bool
 }
 
 func (n *liveNodes) Peer(name string) (Peer, bool) {
 	for i, m := range n.managers {
 		if m.opts.Self == name {
-			alive, _ := n.alive.Load(name)
-			return Peer{Name: name, Alive: alive.(bool), Replicates: true, StreamsURL: n.servers[i].URL + "/streams/"}, true
+			return Peer{Name: name, Alive: true, Replicates: true, StreamsURL: n.servers[i].URL + "/streams/"}, true
 		}
 	}
 	return Peer{}, false
@@ -97,7 +96,6 @@ func newLiveNodes(t *testing.T, count int) *liveNodes {
 			m.ServeRelay(w, r, name, from)
 		}))
 		n.managers, n.servers = append(n.managers, m), append(n.servers, srv)
-		n.alive.Store(name, true)
 	}
 	for _, m := range n.managers {
 		m.Run(nil)
