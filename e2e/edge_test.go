@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"math"
@@ -190,17 +191,12 @@ func TestEdgeThrottlingEndToEnd(t *testing.T) {
 	}
 	p := &proc{t: t, name: "n1", host: "127.0.0.1", dir: dir, gossip: freePort(t), api: freePort(t), edge: freePort(t), extraConfig: edgeVHosts}
 	pc := launch(t, []*proc{p}, func() int { return freePort(t) })
-	for _, name := range []string{"vod/a.mp3", "music/a.mp3", "files/a.bin", "vod/a.bin"} {
+	names := []string{"vod/a.mp3", "music/a.mp3", "files/a.bin", "vod/a.bin"}
+	for _, name := range names {
 		pullStream(t, p, origin.URL+"/"+name, name)
 	}
-	for _, name := range []string{"vod/a.mp3", "music/a.mp3", "files/a.bin", "vod/a.bin"} {
-		waitFor(t, 10*time.Second, name+" on the edge", func() bool {
-			resp, err := http.Head(p.edgeURL() + "/" + name)
-			if err == nil {
-				resp.Body.Close()
-			}
-			return err == nil && resp.StatusCode == 200
-		}, pc.logs)
+	for _, name := range names {
+		waitServed(t, pc, name, 10*time.Second)
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", p.edge)
 	host := addr
@@ -294,7 +290,7 @@ func TestEdgeThrottlingEndToEnd(t *testing.T) {
 	}
 
 	// Metrics on the API: per vhost.
-	metrics := curlMetrics(t, p)
+	metrics := apiMetrics(t, p)
 	for _, want := range []string{`castmesh_edge_bytes_sent_total{vhost="capped"}`, `castmesh_edge_bytes_sent_total{vhost="default"}`, `castmesh_edge_sessions_active{vhost="default"}`, `castmesh_edge_sessions_dropped_total{vhost="default"}`} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)
@@ -323,13 +319,23 @@ func TestEdgeThrottlingEndToEnd(t *testing.T) {
 	}
 }
 
-func curlMetrics(t *testing.T, p *proc) string {
-	curl := requireTool(t, "curl")
-	out, err := exec.Command(curl, "-sS", "--max-time", "10", "-u", "admin:"+password, fmt.Sprintf("http://127.0.0.1:%d/metrics", p.api)).Output()
+// apiMetrics is p's /metrics on its API port.
+func apiMetrics(t *testing.T, p *proc) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s:%d/metrics", p.host, p.api), nil)
+	req.SetBasicAuth("admin", password)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatalf("curl /metrics: %v", err)
+		t.Fatalf("GET /metrics of %s: %v", p.name, err)
 	}
-	return string(out)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET /metrics of %s: %s, %v", p.name, resp.Status, err)
+	}
+	return string(b)
 }
 
 // TestEdgeBadRulesFileStopsStart: a node does not start on a rules file

@@ -5,13 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -54,11 +54,9 @@ type liveEntry struct {
 		Current struct {
 			State string `json:"state"`
 		} `json:"current"`
-		Viewers  int64  `json:"viewers"`
 		Upstream string `json:"upstream"`
 		Live     *struct {
 			BitrateBPS float64 `json:"bitrate_bps"`
-			LagMS      int64   `json:"lag_ms"`
 		} `json:"live"`
 	} `json:"nodes"`
 }
@@ -97,10 +95,11 @@ func decodes(t *testing.T, url string, d time.Duration) error {
 	return nil
 }
 
-func waitLive(t *testing.T, pc *procCluster, name string) {
+// waitServed waits until every node of pc answers a HEAD of name with 200.
+func waitServed(t *testing.T, pc *procCluster, name string, within time.Duration) {
 	t.Helper()
 	for _, p := range pc.procs {
-		waitFor(t, 15*time.Second, name+" live on "+p.name, func() bool {
+		waitFor(t, within, name+" served on "+p.name, func() bool {
 			resp, err := http.Head(p.edgeURL() + "/" + name)
 			if err != nil {
 				return false
@@ -112,15 +111,15 @@ func waitLive(t *testing.T, pc *procCluster, name string) {
 }
 
 func TestLivePushMP3AndFMP4ToEveryNode(t *testing.T) {
-	requireTool(t, "ffmpeg")
+	ffmpeg := requireTool(t, "ffmpeg")
 	pc := startCluster(t, 3)
 	n1, n2 := pc.procs[0], pc.procs[1]
 
 	stopRadio := startSource(t, "-i", mp3Fixture, "-c", "copy", "-content_type", "audio/mpeg", "-f", "mp3", n1.sourceURL("icecast", "live/radio.mp3"))
 	startSource(t, "-i", mp4Sample, "-c", "copy", "-f", "mp4", "-movflags", "frag_keyframe+empty_moov+default_base_moof",
 		"-content_type", "video/mp4", "-method", "PUT", n2.sourceURL("http", "live/tv.mp4"))
-	waitLive(t, pc, "live/radio.mp3")
-	waitLive(t, pc, "live/tv.mp4")
+	waitServed(t, pc, "live/radio.mp3", 15*time.Second)
+	waitServed(t, pc, "live/tv.mp4", 15*time.Second)
 
 	errs := make(chan error, 6)
 	for _, p := range pc.procs {
@@ -138,7 +137,6 @@ func TestLivePushMP3AndFMP4ToEveryNode(t *testing.T) {
 	}
 
 	// A second source on a live mount is refused, on any node.
-	ffmpeg := requireTool(t, "ffmpeg")
 	out, err := exec.Command(ffmpeg, "-hide_banner", "-v", "error", "-nostdin", "-t", "1", "-i", mp3Fixture, "-c", "copy",
 		"-content_type", "audio/mpeg", "-f", "mp3", pc.procs[2].sourceURL("icecast", "live/radio.mp3")).CombinedOutput()
 	if err == nil {
@@ -179,17 +177,10 @@ func TestLivePushMP3AndFMP4ToEveryNode(t *testing.T) {
 		t.Error(err)
 	}
 	// The per-stream live series are on the API's /metrics.
-	req, _ := http.NewRequest(http.MethodGet, strings.TrimSuffix(n1.apiURL(), "/apiproxy")+"/metrics", nil)
-	req.SetBasicAuth("admin", password)
-	mresp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	metrics, _ := io.ReadAll(mresp.Body)
-	mresp.Body.Close()
+	metrics := apiMetrics(t, n1)
 	for _, series := range []string{`castmesh_live_ingest_bytes_total{stream="live/radio.mp3"}`, `castmesh_live_viewers{stream="live/tv.mp4"}`,
 		`castmesh_live_viewers_dropped_total{stream="live/radio.mp3"}`, `castmesh_live_relay_lag_seconds{stream="live/radio.mp3"}`} {
-		if !strings.Contains(string(metrics), series) {
+		if !strings.Contains(metrics, series) {
 			t.Errorf("n1's /metrics has no %s", series)
 		}
 	}
@@ -295,7 +286,7 @@ func TestLivePulledSourceSurvivesOriginKill(t *testing.T) {
 	if code != 200 || env.Status != "SUCCESS" {
 		t.Fatalf("pullStream of a live source: %d %s %s", code, env.Status, env.Description)
 	}
-	waitLive(t, pc, "live/pulled.mp3")
+	waitServed(t, pc, "live/pulled.mp3", 15*time.Second)
 
 	// Viewers on the two other nodes, reading continuously.
 	viewers := []*stampWatcher{
@@ -349,9 +340,9 @@ func TestLivePulledSourceSurvivesOriginKill(t *testing.T) {
 func TestLivePulledChunkedFMP4DecodesOnEveryNode(t *testing.T) {
 	ffmpeg := requireTool(t, "ffmpeg")
 	pc := startCluster(t, 3)
-	var served atomicCounter
+	var served atomic.Int64
 	src := serveOn(t, "127.0.0.1:0", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n := served.add()
+		n := served.Add(1)
 		ctx, cancel := context.WithCancel(r.Context())
 		cmd := exec.CommandContext(ctx, ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin", "-re", "-stream_loop", "-1", "-i", mp4Sample,
 			"-c", "copy", "-f", "mp4", "-movflags", "frag_keyframe+empty_moov+default_base_moof", "pipe:1")
@@ -396,7 +387,7 @@ func TestLivePulledChunkedFMP4DecodesOnEveryNode(t *testing.T) {
 	if e.Kind != "live" {
 		t.Fatalf("the chunked fMP4 source is %+v, want a live stream", e)
 	}
-	waitLive(t, pc, "live/pulled.mp4")
+	waitServed(t, pc, "live/pulled.mp4", 15*time.Second)
 	// The viewers decode across the cut: the new session's timestamps
 	// start over at the source, and castmesh carries them on.
 	errs := make(chan error, 3)
@@ -408,18 +399,10 @@ func TestLivePulledChunkedFMP4DecodesOnEveryNode(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	if served.get() < 3 {
-		t.Errorf("the source was asked %d times; the cut pull should have been followed by another", served.get())
+	if n := served.Load(); n < 3 {
+		t.Errorf("the source was asked %d times; the cut pull should have been followed by another", n)
 	}
 	if t.Failed() {
 		t.Log(pc.logs())
 	}
 }
-
-type atomicCounter struct {
-	mu sync.Mutex
-	n  int
-}
-
-func (c *atomicCounter) add() int { c.mu.Lock(); defer c.mu.Unlock(); c.n++; return c.n }
-func (c *atomicCounter) get() int { c.mu.Lock(); defer c.mu.Unlock(); return c.n }
